@@ -1,0 +1,27 @@
+// Portable host/device qualifiers, a grid-stride loop and small integer helpers.
+// Included by both the host compiler (C++ files) and nvcc (.cu files).
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define HOST_DEVICE __host__ __device__
+#define HOST_DEVICE_INLINE __host__ __device__ __forceinline__
+#define DEVICE_INLINE __device__ __forceinline__
+// Grid-stride loop over [0, n) with a 64-bit index.
+#define CUDA_1D_KERNEL_LOOP(i, n)                                                   \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;    \
+       i < static_cast<int64_t>(n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+#else
+#define HOST_DEVICE
+#define HOST_DEVICE_INLINE inline
+#endif
+
+namespace frcnn {
+
+HOST_DEVICE_INLINE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Data types the kernels are instantiated for, numbered as MXNet's MXDType.
+enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2 };
+
+}  // namespace frcnn

@@ -1,0 +1,100 @@
+#include "box_coder/box_coder.h"
+#include "python/bind.h"
+
+namespace frcnn {
+namespace pyglue {
+namespace {
+
+BoxDecodeParams decode_params(const char* op, const std::vector<float>& stds, float clip,
+                              const std::string& format) {
+  raise_if(op, check_choice("format", format, {"center", "corner"}));
+  if (stds.size() != 4) raise_if(op, "stds must have 4 values");
+  BoxDecodeParams p;
+  for (int k = 0; k < 4; ++k) p.std[k] = stds[k];
+  p.clip = clip;
+  p.corner = format == "corner";
+  return p;
+}
+
+py::array box_decode_np(py::array data, py::array anchors, std::vector<float> stds, float clip,
+                        std::string format) {
+  const char* op = "frcnn_box_decode";
+  const BoxDecodeParams p = decode_params(op, stds, clip, format);
+  same_dtype(op, {{"data", data}, {"anchors", anchors}});
+  const Shape ds = np_shape(data), as = np_shape(anchors);
+  raise_if(op, box_decode_check(ds, as));
+  py::array out = new_array(np_dtype(op, "data", data), ds);
+  {
+    py::gil_scoped_release nogil;
+    box_decode_cpu(np_dtype(op, "data", data), cptr(data), cptr(anchors), mptr(out), ds[0], ds[1],
+                   as[0], p);
+  }
+  return out;
+}
+
+py::array box_decode_backward_np(py::array grad, py::array data, py::array anchors,
+                                 std::vector<float> stds, float clip, std::string format) {
+  const char* op = "frcnn_box_decode";
+  const BoxDecodeParams p = decode_params(op, stds, clip, format);
+  same_dtype(op, {{"data", data}, {"anchors", anchors}, {"grad", grad}});
+  const Shape ds = np_shape(data), as = np_shape(anchors);
+  raise_if(op, box_decode_check(ds, as));
+  raise_if(op, np_shape(grad) == ds ? "" : "grad must have the shape of data");
+  py::array out = new_array(np_dtype(op, "data", data), ds);
+  {
+    py::gil_scoped_release nogil;
+    box_decode_backward_cpu(np_dtype(op, "data", data), cptr(grad), cptr(data), cptr(anchors),
+                            mptr(out), ds[0], ds[1], as[0], p);
+  }
+  return out;
+}
+
+py::array clip_boxes_np(py::array boxes, py::array im_info) {
+  const char* op = "frcnn_clip_boxes";
+  same_dtype(op, {{"boxes", boxes}, {"im_info", im_info}});
+  const Shape bs = np_shape(boxes), is = np_shape(im_info);
+  raise_if(op, clip_boxes_check(bs, is));
+  py::array out = new_array(np_dtype(op, "boxes", boxes), bs);
+  {
+    py::gil_scoped_release nogil;
+    clip_boxes_cpu(np_dtype(op, "boxes", boxes), cptr(boxes), cptr(im_info), mptr(out), bs[0],
+                   bs[1], is[1]);
+  }
+  return out;
+}
+
+#ifdef FRCNN_WITH_CUDA
+void box_decode_gpu(int dtype, uintptr_t data, uintptr_t anchors, uintptr_t out, Shape ds,
+                    Shape as, std::vector<float> stds, float clip, std::string format,
+                    uintptr_t stream) {
+  const char* op = "frcnn_box_decode";
+  const BoxDecodeParams p = decode_params(op, stds, clip, format);
+  raise_if(op, box_decode_check(ds, as));
+  box_decode_cuda(gpu_dtype(op, dtype), dptr(data), dptr(anchors), dptr(out), ds[0], ds[1], as[0],
+                  p, dptr(stream));
+}
+
+void clip_boxes_gpu(int dtype, uintptr_t boxes, uintptr_t im_info, uintptr_t out, Shape bs,
+                    Shape is, uintptr_t stream) {
+  const char* op = "frcnn_clip_boxes";
+  raise_if(op, clip_boxes_check(bs, is));
+  clip_boxes_cuda(gpu_dtype(op, dtype), dptr(boxes), dptr(im_info), dptr(out), bs[0], bs[1],
+                  is[1], dptr(stream));
+}
+#endif
+
+void bind(py::module_& m) {
+  m.def("box_decode", &box_decode_np);
+  m.def("box_decode_backward", &box_decode_backward_np);
+  m.def("clip_boxes", &clip_boxes_np);
+#ifdef FRCNN_WITH_CUDA
+  m.def("box_decode_gpu", &box_decode_gpu);
+  m.def("clip_boxes_gpu", &clip_boxes_gpu);
+#endif
+}
+
+FRCNN_PY_BINDER(bind);
+
+}  // namespace
+}  // namespace pyglue
+}  // namespace frcnn

@@ -1,0 +1,71 @@
+#include "common/parallel.h"
+#include "python/bind.h"
+
+namespace frcnn {
+namespace pyglue {
+
+static std::vector<Binder>& binders() {
+  static std::vector<Binder> b;
+  return b;
+}
+
+int add_binder(Binder b) {
+  binders().push_back(b);
+  return 0;
+}
+
+void run_binders(py::module_& m) {
+  for (Binder b : binders()) b(m);
+}
+
+void raise_if(const char* op, const std::string& msg) {
+  if (!msg.empty()) throw py::value_error(std::string(op) + ": " + msg);
+}
+
+DType np_dtype(const char* op, const char* arg, const py::array& a) {
+  if (a.dtype().is(py::dtype::of<float>()))
+    return DType::kFloat32;
+  if (a.dtype().is(py::dtype::of<double>())) return DType::kFloat64;
+  throw py::type_error(std::string(op) + ": " + arg + " must be float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+Shape np_shape(const py::array& a) {
+  return Shape(a.shape(), a.shape() + a.ndim());
+}
+
+void same_dtype(const char* op, const std::vector<std::pair<const char*, py::array>>& arrays) {
+  const DType first = np_dtype(op, arrays[0].first, arrays[0].second);
+  for (size_t i = 1; i < arrays.size(); ++i) {
+    if (np_dtype(op, arrays[i].first, arrays[i].second) != first)
+      throw py::type_error(std::string(op) + ": " + arrays[i].first + " must have the dtype of " +
+                           arrays[0].first + " (" + dtype_name(first) + ")");
+  }
+}
+
+DType gpu_dtype(const char* op, int code) {
+  if (code < 0 || code > 2)
+    throw py::type_error(std::string(op) + ": dtype must be float32, float64 or float16");
+  return static_cast<DType>(code);
+}
+
+py::array new_array(DType dt, const Shape& s) {
+  std::vector<py::ssize_t> shape(s.begin(), s.end());
+  if (dt == DType::kFloat64) return py::array_t<double>(shape);
+  return py::array_t<float>(shape);
+}
+
+}  // namespace pyglue
+}  // namespace frcnn
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "frcnn_ops kernels for NumPy (cpu) and raw device pointers (gpu)";
+#ifdef FRCNN_WITH_CUDA
+  m.attr("has_cuda") = true;
+#else
+  m.attr("has_cuda") = false;
+#endif
+  m.def("get_num_threads", &frcnn::get_num_threads);
+  m.def("set_num_threads", &frcnn::set_num_threads);
+  frcnn::pyglue::run_binders(m);
+}

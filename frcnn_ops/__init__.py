@@ -1,0 +1,67 @@
+"""frcnn_ops: fast, exact Faster R-CNN operators for MXNet/Gluon (CPU and CUDA).
+
+Importing the package loads the op library into MXNet once (when MXNet is installed), so
+that ``mx.nd.frcnn_*`` and ``mx.sym.frcnn_*`` exist, also inside hybridized blocks and
+SymbolBlocks. Without MXNet the NumPy and CuPy API still works.
+"""
+from . import _lib
+from ._lib import _C
+from .box_coder import box_decode, clip_boxes
+
+__version__ = "0.1.0"
+__all__ = ["box_decode", "clip_boxes", "build_info", "get_num_threads", "set_num_threads",
+           "mxnet_available"]
+
+
+def _try_load_mxnet():
+    try:
+        import mxnet  # noqa: F401
+    except ImportError:
+        return False
+    _lib.load_into_mxnet()  # a version mismatch raises ImportError with its reason
+    return True
+
+
+mxnet_available = _try_load_mxnet()
+
+
+def build_info():
+    """What this build contains.
+
+    Returns:
+        dict: ``version``, ``cuda`` (CUDA kernels compiled in), ``cuda_archs``, ``mxnet_lib``
+        (the MXNet op library was built), ``mxnet_version`` (the running MXNet, or None),
+        ``mxnet_built_version``, ``lib_api_version``, ``build_type``, ``native``,
+        ``sanitize``, ``num_threads``.
+    """
+    cfg = _lib.config
+    running = None
+    if mxnet_available:
+        import mxnet as mx
+        running = mx.__version__
+    return {
+        "version": __version__,
+        "cuda": bool(cfg.cuda),
+        "cuda_archs": cfg.cuda_archs,
+        "mxnet_lib": bool(cfg.mxnet_lib),
+        "mxnet_version": running,
+        "mxnet_built_version": cfg.mxnet_version,
+        "lib_api_version": cfg.lib_api_version,
+        "build_type": cfg.build_type,
+        "native": bool(cfg.native),
+        "sanitize": cfg.sanitize,
+        "num_threads": get_num_threads(),
+    }
+
+
+def get_num_threads():
+    """Threads the CPU kernels use (FRCNN_NUM_THREADS, else OMP_NUM_THREADS, else all cores)."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n):
+    """Sets the CPU kernels' thread count for this process; n <= 0 restores the default."""
+    n = int(n)
+    _C.set_num_threads(n)
+    if mxnet_available and _lib.config.mxnet_lib:
+        _lib.mx_lib_handle().frcnn_set_num_threads(n)

@@ -1,0 +1,96 @@
+"""Build frcnn_ops: CMake builds the MXNet op library and the pybind11 module.
+
+Environment:
+  FRCNN_CUDA=auto|0|1      CUDA kernels when nvcc is found (auto), never (0), required (1)
+  CUDAARCHS / FRCNN_CUDA_ARCHS   CUDA architectures, e.g. "80;90" (default sm_70/75..sm_90 + PTX)
+  FRCNN_MXNET=auto|0|1     the MXNet op library when mxnet is installed (auto), never, required
+  FRCNN_MXNET_ROOT         the mxnet package folder to build against (default: the installed one)
+  FRCNN_NATIVE=1           tune the CPU code for this machine (-march=native); off by default
+  FRCNN_SANITIZE=...       e.g. address,undefined for the CPU code
+  FRCNN_BUILD_TYPE         CMake build type (Release by default)
+  FRCNN_BUILD_DIR          CMake build folder (default build/cmake-<python tag>)
+"""
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+VERSION = "0.1.0"
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def mxnet_root():
+    """The installed mxnet package folder, found without importing mxnet."""
+    root = os.environ.get("FRCNN_MXNET_ROOT")
+    if root:
+        return root, ""
+    spec = importlib.util.find_spec("mxnet")
+    if spec is None or not spec.submodule_search_locations:
+        return "", ""
+    try:
+        version = importlib.metadata.version("mxnet")
+    except importlib.metadata.PackageNotFoundError:
+        version = ""
+    return list(spec.submodule_search_locations)[0], version
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext):
+        import pybind11
+
+        out_dir = os.path.dirname(os.path.abspath(self.get_ext_fullpath(ext.name)))
+        tag = sysconfig.get_config_var("SOABI") or "py"
+        build_dir = os.environ.get("FRCNN_BUILD_DIR") or os.path.join(ROOT, "build", "cmake-" + tag)
+        os.makedirs(build_dir, exist_ok=True)
+        mx_root, mx_version = mxnet_root()
+        archs = os.environ.get("FRCNN_CUDA_ARCHS") or os.environ.get("CUDAARCHS") or ""
+        args = [
+            "cmake", "-S", ROOT, "-B", build_dir,
+            "-DCMAKE_BUILD_TYPE=" + os.environ.get("FRCNN_BUILD_TYPE", "Release"),
+            "-DFRCNN_OUTPUT_DIR=" + out_dir,
+            "-DFRCNN_CUDA=" + os.environ.get("FRCNN_CUDA", "auto"),
+            "-DFRCNN_MXNET=" + os.environ.get("FRCNN_MXNET", "auto"),
+            "-DFRCNN_NATIVE=" + ("ON" if os.environ.get("FRCNN_NATIVE", "0") == "1" else "OFF"),
+            "-DFRCNN_SANITIZE=" + os.environ.get("FRCNN_SANITIZE", ""),
+            "-DFRCNN_VERSION=" + VERSION,
+            "-DMXNET_ROOT=" + mx_root,
+            "-DFRCNN_MXNET_VERSION=" + mx_version,
+            "-Dpybind11_DIR=" + pybind11.get_cmake_dir(),
+            "-DPython_EXECUTABLE=" + sys.executable,
+        ]
+        if archs:
+            args.append("-DCMAKE_CUDA_ARCHITECTURES=" + archs)
+        subprocess.check_call(args)
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2)
+        subprocess.check_call(["cmake", "--build", build_dir, "--parallel", jobs])
+        self._out_dir = out_dir
+
+    def copy_extensions_to_source(self):
+        """--inplace / editable: setuptools copies _C only; the op library and config too."""
+        super().copy_extensions_to_source()
+        src_pkg = os.path.join(ROOT, "frcnn_ops")
+        for name in ("libfrcnn_ops_mx.so", "_build_config.py"):
+            path = os.path.join(self._out_dir, name)
+            if os.path.exists(path):
+                shutil.copy2(path, os.path.join(src_pkg, name))
+
+
+setup(
+    name="frcnn_ops",
+    version=VERSION,
+    description="Fast, exact Faster R-CNN operators (box decode, proposal, NMS, ROIAlign) "
+                "for MXNet/Gluon, CPU and CUDA",
+    packages=["frcnn_ops"],
+    ext_modules=[Extension("frcnn_ops._C", sources=[])],
+    cmdclass={"build_ext": CMakeBuild},
+    python_requires=">=3.8",
+    install_requires=["numpy"],
+    extras_require={"mxnet": ["mxnet>=1.9,<1.10", "numpy<1.24"]},
+    zip_safe=False,
+)
