@@ -1,8 +1,4 @@
-"""Plain NumPy reference implementations, written from SEMANTICS.md; used by the tests.
-
-Slow and simple on purpose: one loop or one vectorised expression per rule, in float64
-unless the input is float32 (then computed in float32 like the kernels).
-"""
+"""NumPy references of box_decode and clip_boxes (computed in the input dtype, like the kernels)."""
 import numpy as np
 
 
@@ -11,6 +7,8 @@ def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
     data = np.asarray(data)
     anchors = np.broadcast_to(np.asarray(anchors, dtype=data.dtype), data.shape)
     t = data.dtype.type
+    # attributes are float32, as in MXNet's BoxDecodeParam, whatever the data dtype
+    std0, std1, std2, std3, clip = (float(np.float32(v)) for v in (std0, std1, std2, std3, clip))
     if format == "corner":
         wa = anchors[..., 2] - anchors[..., 0]
         ha = anchors[..., 3] - anchors[..., 1]
@@ -28,8 +26,9 @@ def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
         dw = np.where(dw < t(clip), dw, t(clip))
         dh = np.where(dh < t(clip), dh, t(clip))
     with np.errstate(over="ignore", invalid="ignore"):
-        ow = np.exp(dw) * wa * t(0.5)
-        oh = np.exp(dh) * ha * t(0.5)
+        # exp in float64, rounded once (as MXNet's CPU kernel does for float32)
+        ow = np.exp(dw.astype(np.float64)).astype(data.dtype) * wa * t(0.5)
+        oh = np.exp(dh.astype(np.float64)).astype(data.dtype) * ha * t(0.5)
         return np.stack([ox - ow, oy - oh, ox + ow, oy + oh], axis=-1).astype(data.dtype)
 
 

@@ -1,0 +1,50 @@
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _has_gpu():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+HAS_GPU = _has_gpu()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU with CuPy")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_GPU:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def mx():
+    mxnet = pytest.importorskip("mxnet")
+    import frcnn_ops  # noqa: F401  (loads the op library)
+    return mxnet
+
+
+@pytest.fixture(scope="session")
+def gluoncv():
+    return pytest.importorskip("gluoncv")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(int(os.environ.get("FRCNN_TEST_SEED", "0")))
+
+
+def corner_anchors(rng, n, scale=100.0, dtype=np.float32):
+    """n random corner boxes with positive size."""
+    xy = rng.uniform(-scale / 4, scale, size=(n, 2))
+    wh = rng.uniform(1.0, scale / 2, size=(n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
