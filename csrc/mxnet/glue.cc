@@ -143,6 +143,14 @@ void require_ok(const std::string& err) {
   if (!err.empty()) throw InputError(err);
 }
 
+void* gpu_workspace(const OpResource& res, size_t bytes) {
+  if (bytes == 0) return nullptr;
+  if (bytes > static_cast<size_t>(INT32_MAX))
+    throw InputError("needs " + std::to_string(bytes) +
+                     " bytes of GPU scratch memory, more than lib_api can allocate at once (2 GiB)");
+  return res.alloc_gpu(static_cast<int>(bytes));
+}
+
 void zero_fill(MXTensor& t, const OpResource& res) {
   const size_t bytes = static_cast<size_t>(t.size()) *
                        elem_size(dtype_of(t.dtype, "gradient", true));

@@ -59,6 +59,8 @@ void require(bool ok, const std::string& msg);
 [[noreturn]] void no_cuda();
 // Throws err unless it is empty (the shape checks return "" when valid).
 void require_ok(const std::string& err);
+// One scratch buffer of `bytes` on the GPU from MXNet's allocator (nullptr for 0 bytes).
+void* gpu_workspace(const OpResource& res, size_t bytes);
 // Fills a tensor with zeros on its device (the gradient of inputs that have none).
 void zero_fill(MXTensor& t, const OpResource& res);
 

@@ -1,0 +1,111 @@
+#include <algorithm>
+#include <cstring>
+
+#include "common/checks.h"
+#include "common/parallel.h"
+#include "proposal/nms_cpu.h"
+#include "proposal/proposal.h"
+
+namespace frcnn {
+
+std::string nms_check(const Shape& data, const NmsParams& p) {
+  if (data.size() < 2)
+    return "data must have shape (..., n, width) with at least 2 dims, got " + shape_str(data);
+  const int64_t width = data.back();
+  const int64_t expected = p.id_index >= 0 ? 6 : 5;
+  if (width < expected)
+    return "data's last dim must hold at least " + std::to_string(expected) +
+           " values (score, 4 coordinates" + (p.id_index >= 0 ? ", id" : "") + "), got " +
+           shape_str(data);
+  if (p.score_index < 0 || p.score_index >= width)
+    return "score_index " + std::to_string(p.score_index) + " is out of range [0, " +
+           std::to_string(width) + ")";
+  if (p.coord_start < 0 || p.coord_start + 3 >= width)
+    return "coordinates [coord_start, coord_start + 3] = [" + std::to_string(p.coord_start) +
+           ", " + std::to_string(p.coord_start + 3) + "] are out of range [0, " +
+           std::to_string(width) + ")";
+  if (p.score_index >= p.coord_start && p.score_index <= p.coord_start + 3)
+    return "score_index " + std::to_string(p.score_index) + " overlaps the coordinates [" +
+           std::to_string(p.coord_start) + ", " + std::to_string(p.coord_start + 3) + "]";
+  if (p.id_index >= 0) {
+    if (p.id_index >= width)
+      return "id_index " + std::to_string(p.id_index) + " is out of range [0, " +
+             std::to_string(width) + ")";
+    if (p.id_index >= p.coord_start && p.id_index <= p.coord_start + 3)
+      return "id_index " + std::to_string(p.id_index) + " overlaps the coordinates";
+    if (p.id_index == p.score_index)
+      return "id_index and score_index are both " + std::to_string(p.id_index);
+  }
+  if (!(p.overlap_thresh == p.overlap_thresh))
+    return "overlap_thresh must be a number, got nan";
+  int64_t n = data[data.size() - 2];
+  if (n > 0x7FFFFFFFll) return "n must be below 2^31, got " + std::to_string(n);
+  return "";
+}
+
+namespace {
+
+template <typename T>
+void nms_one(const T* data, T* out, int64_t n, int64_t width, const NmsParams& p) {
+  thread_local std::vector<uint32_t> order;
+  thread_local BoxList<T> cand, kept;
+  const T valid = static_cast<T>(p.valid_thresh);
+  const T background = static_cast<T>(p.background_id);
+  const bool use_id = p.id_index >= 0;
+  const T* score_col = data + p.score_index;
+  // candidates: score > valid_thresh (strict), id != background_id when ids are given
+  const size_t count = sorted_candidates(
+      score_col, width, n,
+      [&](int64_t i, T s) {
+        return s > valid && (!use_id || data[i * width + p.id_index] != background);
+      },
+      &order);
+  const int topk = static_cast<int>(p.topk < 0 ? count : std::min<size_t>(count, p.topk));
+  const bool by_class = use_id && !p.force_suppress;
+  cand.reserve(topk);
+  kept.reserve(topk);
+  for (int r = 0; r < topk; ++r) {
+    const T* row = data + static_cast<int64_t>(order[r]) * width;
+    const T* c = row + p.coord_start;
+    const int cls = by_class ? static_cast<int>(row[p.id_index]) : 0;
+    cand.set(r, c[0], c[1], c[2], c[3], nms_box_area<T>(c[0], c[1], c[2], c[3], p.in_center),
+             cls, order[r]);
+  }
+  const int nkeep = greedy_nms(cand, topk, static_cast<T>(p.overlap_thresh), p.in_center,
+                               by_class, topk, &kept);
+  for (int k = 0; k < nkeep; ++k) {
+    T* o = out + static_cast<int64_t>(k) * width;
+    std::memcpy(o, data + static_cast<int64_t>(kept.src[k]) * width, width * sizeof(T));
+    if (p.in_center != p.out_center) {
+      if (p.out_center)
+        corner_to_center<T>(o + p.coord_start);
+      else
+        center_to_corner<T>(o + p.coord_start);
+    }
+  }
+  std::fill(out + static_cast<int64_t>(nkeep) * width, out + n * width, T(-1));
+}
+
+template <typename T>
+void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
+              const NmsParams& p) {
+  if (p.topk == 0) {  // box_nms returns its input unchanged when topk < 1
+    std::memcpy(out, data, static_cast<size_t>(batches * n * width) * sizeof(T));
+    return;
+  }
+  const int nt = threads_for(batches, 1);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (int64_t b = 0; b < batches; ++b)
+    nms_one<T>(data + b * n * width, out + b * n * width, n, width, p);
+}
+
+}  // namespace
+
+void nms_cpu(DType dt, const void* data, void* out, int64_t batches, int64_t n, int64_t width,
+             const NmsParams& p) {
+  FRCNN_DISPATCH_CPU(dt, "frcnn_nms",
+                     nms_impl(static_cast<const scalar_t*>(data), static_cast<scalar_t*>(out),
+                              batches, n, width, p));
+}
+
+}  // namespace frcnn

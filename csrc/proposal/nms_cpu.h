@@ -1,0 +1,109 @@
+// CPU greedy NMS over candidates already in score order, shared by proposal and nms.
+// Candidates and kept boxes are held as structure-of-arrays so that the IoU test of one
+// candidate against all kept boxes vectorises.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "proposal/nms_math.h"
+#include "proposal/radix_sort.h"
+
+namespace frcnn {
+
+template <typename T>
+struct BoxList {
+  std::vector<T> c0, c1, c2, c3, area;
+  std::vector<int> cls;
+  std::vector<uint32_t> src;  // where the box came from (row index)
+  int size = 0;
+
+  void reserve(size_t n) {
+    c0.resize(n); c1.resize(n); c2.resize(n); c3.resize(n); area.resize(n); cls.resize(n);
+    src.resize(n);
+  }
+  void set(int i, T a, T b, T c, T d, T ar, int k, uint32_t s) {
+    c0[i] = a; c1[i] = b; c2[i] = c; c3[i] = d; area[i] = ar; cls[i] = k; src[i] = s;
+  }
+};
+
+// Does candidate (b0..b3, barea, bcls) overlap a kept box by more than thresh?
+// Blocks of 64 kept boxes, with an early exit between blocks.
+template <typename T, bool kCenter, bool kByClass>
+inline bool suppressed_by(const BoxList<T>& kept, T b0, T b1, T b2, T b3, T barea, int bcls,
+                          T thresh) {
+  const T* k0 = kept.c0.data();
+  const T* k1 = kept.c1.data();
+  const T* k2 = kept.c2.data();
+  const T* k3 = kept.c3.data();
+  const T* ka = kept.area.data();
+  const int* kc = kept.cls.data();
+  for (int start = 0; start < kept.size; start += 64) {
+    const int end = start + 64 < kept.size ? start + 64 : kept.size;
+    int hit = 0;
+#pragma omp simd reduction(| : hit)
+    for (int j = start; j < end; ++j) {
+      // the kept box is MXNet's "ref" (first operand), the candidate its "pos"
+      const T iou = nms_iou<T>(k0[j], k1[j], k2[j], k3[j], ka[j], b0, b1, b2, b3, barea,
+                               kCenter);
+      int s = iou > thresh;
+      if (kByClass) s &= (kc[j] == bcls);
+      hit |= s;
+    }
+    if (hit) return true;
+  }
+  return false;
+}
+
+// Greedy NMS over cand[0..n) (score order): keeps a candidate unless a kept box overlaps it
+// by more than thresh; stops after max_keep kept. Returns the kept count; kept holds them.
+template <typename T>
+int greedy_nms(const BoxList<T>& cand, int n, T thresh, bool center, bool by_class,
+               int max_keep, BoxList<T>* kept) {
+  kept->size = 0;
+  for (int i = 0; i < n && kept->size < max_keep; ++i) {
+    const T b0 = cand.c0[i], b1 = cand.c1[i], b2 = cand.c2[i], b3 = cand.c3[i];
+    const T ba = cand.area[i];
+    const int bc = cand.cls[i];
+    bool sup;
+    if (center) {
+      sup = by_class ? suppressed_by<T, true, true>(*kept, b0, b1, b2, b3, ba, bc, thresh)
+                     : suppressed_by<T, true, false>(*kept, b0, b1, b2, b3, ba, bc, thresh);
+    } else {
+      sup = by_class ? suppressed_by<T, false, true>(*kept, b0, b1, b2, b3, ba, bc, thresh)
+                     : suppressed_by<T, false, false>(*kept, b0, b1, b2, b3, ba, bc, thresh);
+    }
+    if (!sup) {
+      kept->set(kept->size, b0, b1, b2, b3, ba, bc, cand.src[i]);
+      ++kept->size;
+    }
+  }
+  return kept->size;
+}
+
+// Candidates (score > thresh, given as a predicate) sorted by descending score, ties by
+// ascending index: fills order[0..count) and returns count.
+template <typename T, typename Pred>
+size_t sorted_candidates(const T* scores, int64_t stride, int64_t n, Pred is_candidate,
+                         std::vector<uint32_t>* order) {
+  using K = decltype(desc_key(T()));
+  thread_local std::vector<K> keys, tmp_keys;
+  thread_local std::vector<uint32_t> tmp_idx;
+  keys.resize(n);
+  tmp_keys.resize(n);
+  tmp_idx.resize(n);
+  order->resize(n);
+  size_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T s = scores[i * stride];
+    if (is_candidate(i, s)) {
+      keys[count] = desc_key(s);
+      (*order)[count] = static_cast<uint32_t>(i);
+      ++count;
+    }
+  }
+  radix_sort_pairs(keys.data(), order->data(), tmp_keys.data(), tmp_idx.data(), count);
+  return count;
+}
+
+}  // namespace frcnn

@@ -1,0 +1,124 @@
+#include <cmath>
+
+#include "common/checks.h"
+#include "common/parallel.h"
+#include "proposal/nms_cpu.h"
+#include "proposal/proposal.h"
+
+namespace frcnn {
+
+std::string proposal_check(const Shape& scores, const Shape& deltas, const Shape& anchors,
+                           const Shape& im_info) {
+  if (deltas.size() != 3 || deltas[2] != 4)
+    return "deltas must have shape (B, N, 4), got " + shape_str(deltas);
+  const int64_t B = deltas[0], N = deltas[1];
+  const bool scores_ok = (scores.size() == 3 && scores[2] == 1) || scores.size() == 2;
+  if (!scores_ok) return "scores must have shape (B, N, 1), got " + shape_str(scores);
+  if (scores[0] != B || scores[1] != N)
+    return "scores " + shape_str(scores) + " and deltas " + shape_str(deltas) +
+           " must have the same B and N";
+  if (anchors.size() != 3 || anchors[2] != 4)
+    return "anchors must have shape (1, N, 4), got " + shape_str(anchors);
+  if (anchors[1] != N)
+    return "anchors must have N = " + std::to_string(N) + " rows like deltas " +
+           shape_str(deltas) + ", got " + shape_str(anchors);
+  if (anchors[0] != 1 && anchors[0] != B)
+    return "anchors batch must be 1 or B = " + std::to_string(B) + ", got " + shape_str(anchors);
+  if (im_info.size() != 2 || im_info[1] < 2)
+    return "im_info must have shape (B, >=2) = [height, width, ...], got " + shape_str(im_info);
+  if (im_info[0] != B)
+    return "im_info must have one row per image: B = " + std::to_string(B) + ", got " +
+           shape_str(im_info);
+  if (N > 0xFFFFFFFFll) return "N must be below 2^32, got " + std::to_string(N);
+  return "";
+}
+
+std::string proposal_check_params(const ProposalParams& p) {
+  if (p.pre_nms < 1)
+    return "rpn_pre_nms_top_n must be >= 1, got " + std::to_string(p.pre_nms);
+  if (p.post_nms < 1)
+    return "rpn_post_nms_top_n must be >= 1, got " + std::to_string(p.post_nms);
+  if (p.pre_nms < p.post_nms)
+    return "rpn_pre_nms_top_n (" + std::to_string(p.pre_nms) +
+           ") must be >= rpn_post_nms_top_n (" + std::to_string(p.post_nms) + ")";
+  if (!(p.threshold >= 0.f && p.threshold <= 1.f))
+    return "threshold must be in [0, 1], got " + std::to_string(p.threshold);
+  if (!(p.min_size >= 0.f) || std::isinf(p.min_size))
+    return "rpn_min_size must be a finite number >= 0, got " + std::to_string(p.min_size);
+  return "";
+}
+
+namespace {
+
+template <typename T>
+void proposal_one(const T* scores, const T* deltas, const T* anchors, T im_h, T im_w,
+                  int64_t N, const ProposalParams& p, T* out) {
+  thread_local std::vector<uint32_t> order;
+  thread_local BoxList<T> cand, kept;
+  // 1. candidates: score > 0 (strict; NaN is never one), stable descending order
+  const size_t count = sorted_candidates(scores, 1, N, [](int64_t, T s) { return s > T(0); },
+                                         &order);
+  // 2. walk the order: decode, clip, min size (+1); keep the first pre_nms valid boxes.
+  //    Boxes under the min size get score -1 in GluonCV and so are never candidates of its
+  //    box_nms; so are boxes with a NaN coordinate here (GluonCV would keep NaN boxes).
+  const int pre = static_cast<int>(std::min<size_t>(count, static_cast<size_t>(p.pre_nms)));
+  cand.reserve(pre);
+  kept.reserve(p.post_nms);
+  const T min_size = static_cast<T>(p.min_size);
+  int nvalid = 0;
+  for (size_t r = 0; r < count && nvalid < pre; ++r) {
+    const uint32_t i = order[r];
+    T box[4];
+    decode_box<T>(deltas + 4 * static_cast<int64_t>(i), anchors + 4 * static_cast<int64_t>(i),
+                  p.decode, box);
+    box[0] = clip_coord(box[0], im_w);
+    box[1] = clip_coord(box[1], im_h);
+    box[2] = clip_coord(box[2], im_w);
+    box[3] = clip_coord(box[3], im_h);
+    const T w = box[2] - box[0] + T(1);
+    const T h = box[3] - box[1] + T(1);
+    if (!(w >= min_size) || !(h >= min_size)) continue;  // also drops NaN
+    cand.set(nvalid, box[0], box[1], box[2], box[3],
+             nms_box_area<T>(box[0], box[1], box[2], box[3], false), 0, i);
+    ++nvalid;
+  }
+  // 3. greedy NMS, stopping once post_nms boxes are kept (same result as the full pass)
+  const int nkeep = greedy_nms(cand, nvalid, static_cast<T>(p.threshold), false, false,
+                               p.post_nms, &kept);
+  // 4. [score, x1, y1, x2, y2], then -1 rows
+  for (int k = 0; k < nkeep; ++k) {
+    T* o = out + 5 * k;
+    o[0] = scores[kept.src[k]];
+    o[1] = kept.c0[k]; o[2] = kept.c1[k]; o[3] = kept.c2[k]; o[4] = kept.c3[k];
+  }
+  for (int64_t k = 5 * static_cast<int64_t>(nkeep); k < 5 * static_cast<int64_t>(p.post_nms); ++k)
+    out[k] = T(-1);
+}
+
+template <typename T>
+void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* im_info, T* out,
+                   int64_t B, int64_t N, int64_t anchor_batch, int64_t info_cols,
+                   const ProposalParams& p) {
+  const int nt = threads_for(B, 1);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (int64_t b = 0; b < B; ++b) {
+    proposal_one<T>(scores + b * N, deltas + b * N * 4,
+                    anchors + (anchor_batch == 1 ? 0 : b) * N * 4, im_info[b * info_cols],
+                    im_info[b * info_cols + 1], N, p, out + b * p.post_nms * 5);
+  }
+}
+
+}  // namespace
+
+void proposal_cpu(DType dt, const void* scores, const void* deltas, const void* anchors,
+                  const void* im_info, void* out, int64_t B, int64_t N, int64_t anchor_batch,
+                  int64_t info_cols, const ProposalParams& p) {
+  FRCNN_DISPATCH_CPU(dt, "frcnn_proposal",
+                     proposal_impl(static_cast<const scalar_t*>(scores),
+                                   static_cast<const scalar_t*>(deltas),
+                                   static_cast<const scalar_t*>(anchors),
+                                   static_cast<const scalar_t*>(im_info),
+                                   static_cast<scalar_t*>(out), B, N, anchor_batch, info_cols, p));
+}
+
+}  // namespace frcnn

@@ -1,0 +1,208 @@
+// Fused RPN proposal on the GPU, all on one stream with no host synchronisation:
+//   keys (score > 0) -> segmented stable radix sort per image -> decode, clip and min-size
+//   test in score order -> compaction of the first pre_nms valid boxes (CUB scan) ->
+//   bitmask IoU -> greedy pass on the device with an early exit at post_nms -> output.
+#include "box_coder/box_coder_math.h"
+#include "proposal/nms_cuda.cuh"
+#include "proposal/proposal.h"
+
+namespace frcnn {
+namespace {
+
+using nms_dev::Carver;
+using nms_dev::DevBoxes;
+
+template <typename T>
+using KeyOf = typename std::conditional<std::is_same<T, double>::value, uint64_t, uint32_t>::type;
+
+template <typename T>
+__global__ void score_keys_kernel(const T* scores, int64_t total, KeyOf<T>* keys,
+                                  uint32_t* idx, int64_t N) {
+  using A = typename Acc<T>::type;
+  CUDA_1D_KERNEL_LOOP(i, total) {
+    const A s = load(scores + i);
+    keys[i] = s > A(0) ? desc_key(s) : ~KeyOf<T>(0);  // non-candidates sort last
+    idx[i] = static_cast<uint32_t>(i % N);
+  }
+}
+
+// Decodes the box at sorted position r of image b; flag = candidate and valid.
+template <typename T>
+__global__ void decode_sorted_kernel(const KeyOf<T>* keys, const uint32_t* order,
+                                     const T* deltas, const T* anchors, const T* im_info,
+                                     int64_t B, int64_t N, int64_t anchor_batch,
+                                     int64_t info_cols, ProposalParams p,
+                                     typename Acc<T>::type* boxes, int* flags) {
+  using A = typename Acc<T>::type;
+  CUDA_1D_KERNEL_LOOP(g, B * N) {
+    const int64_t b = g / N;
+    int flag = 0;
+    A box[4] = {A(0), A(0), A(0), A(0)};
+    if (keys[g] != ~KeyOf<T>(0)) {
+      const int64_t i = order[g];
+      const T* d = deltas + (b * N + i) * 4;
+      const T* a = anchors + ((anchor_batch == 1 ? 0 : b) * N + i) * 4;
+      A dd[4], aa[4];
+      for (int k = 0; k < 4; ++k) { dd[k] = load(d + k); aa[k] = load(a + k); }
+      decode_box<A>(dd, aa, p.decode, box);
+      const A h = load(im_info + b * info_cols), w = load(im_info + b * info_cols + 1);
+      box[0] = clip_coord(box[0], w);
+      box[1] = clip_coord(box[1], h);
+      box[2] = clip_coord(box[2], w);
+      box[3] = clip_coord(box[3], h);
+      const A bw = box[2] - box[0] + A(1), bh = box[3] - box[1] + A(1);
+      const A ms = static_cast<A>(p.min_size);
+      flag = (bw >= ms && bh >= ms) ? 1 : 0;  // NaN boxes fail too
+    }
+    for (int k = 0; k < 4; ++k) boxes[g * 4 + k] = box[k];
+    flags[g] = flag;
+  }
+}
+
+// Moves the first pre_nms valid boxes of each image (in score order) to the candidates.
+template <typename T>
+__global__ void compact_kernel(const typename Acc<T>::type* boxes, const int* flags,
+                               const int* pos, const uint32_t* order, int64_t B, int64_t N,
+                               int pre, DevBoxes<typename Acc<T>::type> cand) {
+  using A = typename Acc<T>::type;
+  CUDA_1D_KERNEL_LOOP(g, B * N) {
+    const int64_t b = g / N;
+    const int local = pos[g] - pos[b * N];
+    if (g - b * N == N - 1) cand.count[b] = min(local + flags[g], pre);
+    if (!flags[g] || local >= pre) continue;
+    const int64_t slot = b * cand.cap + local;
+    const A* x = boxes + g * 4;
+    cand.c0[slot] = x[0]; cand.c1[slot] = x[1]; cand.c2[slot] = x[2]; cand.c3[slot] = x[3];
+    cand.area[slot] = nms_box_area<A>(x[0], x[1], x[2], x[3], false);
+    cand.cls[slot] = 0;
+    cand.src[slot] = order[g];
+  }
+}
+
+template <typename T>
+__global__ void proposal_output_kernel(const T* scores, const int* keep, const int* keep_count,
+                                       DevBoxes<typename Acc<T>::type> cand, int64_t B,
+                                       int64_t N, int post, T* out) {
+  using A = typename Acc<T>::type;
+  CUDA_1D_KERNEL_LOOP(g, B * post) {
+    const int64_t b = g / post;
+    const int k = static_cast<int>(g - b * post);
+    T* o = out + g * 5;
+    if (k < keep_count[b]) {
+      const int64_t slot = b * cand.cap + keep[b * post + k];
+      o[0] = scores[b * N + cand.src[slot]];
+      store(o + 1, cand.c0[slot]);
+      store(o + 2, cand.c1[slot]);
+      store(o + 3, cand.c2[slot]);
+      store(o + 4, cand.c3[slot]);
+    } else {
+      for (int c = 0; c < 5; ++c) store(o + c, A(-1));
+    }
+  }
+}
+
+template <typename T>
+struct Plan {
+  using A = typename Acc<T>::type;
+  using K = KeyOf<T>;
+  K *keys, *keys_sorted;
+  uint32_t *idx, *order;
+  int *offsets, *flags, *pos, *keep, *keep_count;
+  A* boxes;
+  DevBoxes<A> cand;
+  uint64_t* mask;
+  void *sort_temp, *scan_temp;
+  nms_dev::SegmentedSort<K> sort;
+  size_t scan_bytes = 0;
+  int cap, col_blocks;
+
+  size_t carve(void* ws, int64_t B, int64_t N, const ProposalParams& p) {
+    cap = static_cast<int>(std::min<int64_t>(N, p.pre_nms));
+    if (cap < 1) cap = 1;
+    col_blocks = nms_dev::col_blocks_for(cap);
+    sort.size(B, N);
+    cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (const int*)nullptr, (int*)nullptr,
+                                  static_cast<int>(B * N));
+    Carver c(ws);
+    const size_t total = static_cast<size_t>(B * N);
+    keys = c.take<K>(total); keys_sorted = c.take<K>(total);
+    idx = c.take<uint32_t>(total); order = c.take<uint32_t>(total);
+    offsets = c.take<int>(B + 1);
+    boxes = c.take<A>(total * 4);
+    flags = c.take<int>(total); pos = c.take<int>(total);
+    cand.carve(c, B, cap);
+    mask = c.take<uint64_t>(static_cast<size_t>(B) * cap * col_blocks);
+    keep = c.take<int>(static_cast<size_t>(B) * p.post_nms);
+    keep_count = c.take<int>(B);
+    sort_temp = c.take<char>(sort.temp_bytes);
+    scan_temp = c.take<char>(scan_bytes);
+    return c.used + 256;
+  }
+};
+
+template <typename T>
+void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* im_info, T* out,
+                   int64_t B, int64_t N, int64_t anchor_batch, int64_t info_cols,
+                   const ProposalParams& p, void* ws, size_t ws_bytes, cudaStream_t stream) {
+  using A = typename Acc<T>::type;
+  if (B == 0) return;
+  if (N == 0) {  // nothing to propose: every row is -1
+    nms_dev::fill_kernel<T><<<blocks_for(B * p.post_nms * 5), kThreads, 0, stream>>>(
+        out, B * p.post_nms * 5, A(-1));
+    check_launch("frcnn_proposal");
+    return;
+  }
+  if (B * N > INT32_MAX) throw Error("frcnn_proposal: B * N must be below 2^31 on the GPU");
+  Plan<T> plan;
+  const size_t need = plan.carve(nullptr, B, N, p);
+  if (ws == nullptr || ws_bytes < need)
+    throw Error("frcnn_proposal: workspace of " + std::to_string(ws_bytes) + " bytes, needs " +
+                std::to_string(need));
+  plan.carve(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws) + 255) & ~uintptr_t(255)),
+             B, N, p);
+  const int64_t total = B * N;
+  score_keys_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(scores, total, plan.keys,
+                                                                   plan.idx, N);
+  nms_dev::segment_offsets_kernel<<<blocks_for(B + 1), kThreads, 0, stream>>>(plan.offsets, B, N);
+  plan.sort.run(plan.sort_temp, plan.keys, plan.keys_sorted, plan.idx, plan.order, plan.offsets,
+                B, N, stream);
+  decode_sorted_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
+      plan.keys_sorted, plan.order, deltas, anchors, im_info, B, N, anchor_batch, info_cols, p,
+      plan.boxes, plan.flags);
+  size_t scan_bytes = plan.scan_bytes;
+  cudaError_t e = cub::DeviceScan::ExclusiveSum(plan.scan_temp, scan_bytes, plan.flags, plan.pos,
+                                                static_cast<int>(total), stream);
+  if (e != cudaSuccess) throw Error(std::string("frcnn_proposal: scan: ") + cudaGetErrorString(e));
+  compact_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
+      plan.boxes, plan.flags, plan.pos, plan.order, B, N, plan.cap, plan.cand);
+  nms_dev::launch_mask<A>(plan.cand, B, static_cast<A>(p.threshold), false, false,
+                          plan.col_blocks, plan.mask, stream);
+  nms_dev::launch_greedy(plan.mask, plan.cand.count, B, plan.cap, plan.col_blocks, p.post_nms,
+                         plan.keep, plan.keep_count, stream);
+  proposal_output_kernel<T><<<blocks_for(B * p.post_nms), kThreads, 0, stream>>>(
+      scores, plan.keep, plan.keep_count, plan.cand, B, N, p.post_nms, out);
+  check_launch("frcnn_proposal");
+}
+
+}  // namespace
+
+size_t proposal_cuda_workspace(DType dt, int64_t B, int64_t N, const ProposalParams& p) {
+  if (B == 0 || N == 0) return 0;
+  FRCNN_DISPATCH_CUDA(dt, "frcnn_proposal", { Plan<scalar_t> plan; return plan.carve(nullptr, B, N, p); });
+  return 0;
+}
+
+void proposal_cuda(DType dt, const void* scores, const void* deltas, const void* anchors,
+                   const void* im_info, void* out, int64_t B, int64_t N, int64_t anchor_batch,
+                   int64_t info_cols, const ProposalParams& p, void* workspace,
+                   size_t workspace_bytes, void* stream) {
+  FRCNN_DISPATCH_CUDA(dt, "frcnn_proposal",
+    proposal_impl<scalar_t>(static_cast<const scalar_t*>(scores),
+                            static_cast<const scalar_t*>(deltas),
+                            static_cast<const scalar_t*>(anchors),
+                            static_cast<const scalar_t*>(im_info), static_cast<scalar_t*>(out), B,
+                            N, anchor_batch, info_cols, p, workspace, workspace_bytes,
+                            as_stream(stream)));
+}
+
+}  // namespace frcnn

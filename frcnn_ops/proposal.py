@@ -1,0 +1,111 @@
+"""proposal (the fused RPN proposal step) and nms (box_nms drop-in)."""
+from . import _dispatch
+from ._lib import _C
+
+__all__ = ["proposal", "nms"]
+
+
+def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_nms_top_n=300,
+             threshold=0.7, rpn_min_size=16, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0):
+    """RPN proposals: GluonCV's ``RPNProposal`` + ``box_nms`` + slice as one op.
+
+    Per image: decode the deltas against the anchors (like :func:`box_decode` with
+    ``format='corner'``), clip to ``[0, width] x [0, height]`` of that image, drop boxes whose
+    width or height with the +1 convention (``x2 - x1 + 1``) is under ``rpn_min_size``, keep the
+    boxes with score > 0 (strict), order them by descending score (ties: lower anchor index
+    first), take the first ``rpn_pre_nms_top_n``, run greedy NMS (IoU > ``threshold``
+    suppresses; IoU without +1), and return the first ``rpn_post_nms_top_n`` kept.
+
+    NaN policy: a NaN score is never a candidate and a box with a NaN coordinate is dropped like
+    a box under the min size (GluonCV would pass NaN boxes on). Infinite deltas decode to
+    infinite boxes that clip to the image border, as in GluonCV.
+
+    Args:
+        scores (Tensor[B, N, 1]): objectness after sigmoid.
+        deltas (Tensor[B, N, 4]): box regression (dx, dy, dw, dh).
+        anchors (Tensor[1, N, 4] or Tensor[B, N, 4]): corner anchors (x1, y1, x2, y2).
+        im_info (Tensor[B, K]), K >= 2: per image ``[height, width, ...]``.
+        rpn_pre_nms_top_n (int): boxes entering NMS (6000 test, 12000 train).
+        rpn_post_nms_top_n (int): boxes returned (300 test, 2000 train); <= rpn_pre_nms_top_n.
+        threshold (float): NMS IoU threshold in [0, 1].
+        rpn_min_size (float): minimum box width and height (+1 convention).
+        std0, std1, std2, std3 (float): delta scales; clip (float): cap on dw, dh if > 0.
+
+    Returns:
+        Tensor[B, rpn_post_nms_top_n, 5]: ``[score, x1, y1, x2, y2]`` of the kept boxes in
+        descending score order; rows past the kept count are all -1. MXNet op
+        ``frcnn_proposal`` (no gradient: zeros), NumPy (float32/float64) or CuPy
+        (float32/float64/float16, current stream, no host synchronisation).
+    """
+    op = "frcnn_proposal"
+    kind = _dispatch.array_kind(op, scores=scores, deltas=deltas, anchors=anchors,
+                                im_info=im_info)
+    attrs = dict(rpn_pre_nms_top_n=int(rpn_pre_nms_top_n),
+                 rpn_post_nms_top_n=int(rpn_post_nms_top_n), threshold=float(threshold),
+                 rpn_min_size=float(rpn_min_size), std0=float(std0), std1=float(std1),
+                 std2=float(std2), std3=float(std3), clip=float(clip))
+    if kind in ("ndarray", "symbol"):
+        F = _dispatch.mx_namespace(kind)
+        return F.frcnn_proposal(scores, deltas, anchors, im_info, **attrs)
+    args = (attrs["rpn_pre_nms_top_n"], attrs["rpn_post_nms_top_n"], attrs["threshold"],
+            attrs["rpn_min_size"], [attrs["std0"], attrs["std1"], attrs["std2"], attrs["std3"]],
+            attrs["clip"])
+    if kind == "numpy":
+        scores, deltas, anchors, im_info = _dispatch.numpy_inputs(scores, deltas, anchors, im_info)
+        return _C.proposal(scores, deltas, anchors, im_info, *args)
+    (deltas, scores, anchors, im_info), code = _dispatch.cupy_inputs(
+        op, deltas=deltas, scores=scores, anchors=anchors, im_info=im_info)
+    import cupy as cp
+    out = cp.empty((deltas.shape[0], attrs["rpn_post_nms_top_n"], 5), dtype=deltas.dtype)
+    ws_bytes = _C.proposal_workspace_gpu(code, list(deltas.shape), *args)
+    ws = cp.empty(max(ws_bytes, 1), dtype=cp.uint8)
+    _C.proposal_gpu(code, scores.data.ptr, deltas.data.ptr, anchors.data.ptr, im_info.data.ptr,
+                    out.data.ptr, list(scores.shape), list(deltas.shape), list(anchors.shape),
+                    list(im_info.shape), *args, ws.data.ptr, ws_bytes, _dispatch.cupy_stream())
+    return out
+
+
+def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, score_index=1,
+        id_index=-1, background_id=-1, force_suppress=False, in_format="corner",
+        out_format="corner"):
+    """Non-maximum suppression, a drop-in for ``mx.nd.contrib.box_nms`` (same attributes).
+
+    Per batch (every leading dim is a batch): rows with score > ``valid_thresh`` (strict) and,
+    when ``id_index >= 0``, id != ``background_id`` are candidates; they are ordered by
+    descending score (ties: lower row first) and the first ``topk`` (all if -1) enter greedy
+    NMS: a row is suppressed when its IoU with a kept row exceeds ``overlap_thresh`` (strictly),
+    only within the same id unless ``force_suppress``. IoU has no +1; a box with negative width
+    or height has area 0. ``topk=0`` returns the input unchanged (as box_nms does).
+
+    Args:
+        data (Tensor[..., n, k]): rows holding a score, 4 coordinates from ``coord_start`` and
+            optionally an id.
+        in_format, out_format (str): 'corner' (x1, y1, x2, y2) or 'center' (x, y, w, h).
+
+    Returns:
+        Tensor[..., n, k]: kept rows first in descending score order, every other row -1.
+        With ``in_format != out_format`` every kept row is converted (box_nms skips rows whose
+        first coordinate is negative, a quirk not copied). MXNet op ``frcnn_nms``; its gradient
+        is zero (box_nms routes it to the kept rows).
+    """
+    op = "frcnn_nms"
+    kind = _dispatch.array_kind(op, data=data)
+    attrs = dict(overlap_thresh=float(overlap_thresh), valid_thresh=float(valid_thresh),
+                 topk=int(topk), coord_start=int(coord_start), score_index=int(score_index),
+                 id_index=int(id_index), background_id=int(background_id),
+                 force_suppress=bool(force_suppress), in_format=str(in_format),
+                 out_format=str(out_format))
+    if kind in ("ndarray", "symbol"):
+        return _dispatch.mx_namespace(kind).frcnn_nms(data, **attrs)
+    args = list(attrs.values())
+    if kind == "numpy":
+        (data,) = _dispatch.numpy_inputs(data)
+        return _C.nms(data, *args)
+    (data,), code = _dispatch.cupy_inputs(op, data=data)
+    import cupy as cp
+    out = cp.empty_like(data)
+    ws_bytes = _C.nms_workspace_gpu(code, list(data.shape), *args)
+    ws = cp.empty(max(ws_bytes, 1), dtype=cp.uint8)
+    _C.nms_gpu(code, data.data.ptr, out.data.ptr, list(data.shape), *args, ws.data.ptr, ws_bytes,
+               _dispatch.cupy_stream())
+    return out
