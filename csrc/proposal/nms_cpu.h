@@ -29,8 +29,10 @@ struct BoxList {
 
 // Does candidate (b0..b3, barea, bcls) overlap a kept box by more than thresh?
 // Blocks of 64 kept boxes, with an early exit between blocks.
+#define FRCNN_ALWAYS_INLINE inline __attribute__((always_inline))
+
 template <typename T, bool kCenter, bool kByClass>
-inline bool suppressed_by(const BoxList<T>& kept, T b0, T b1, T b2, T b3, T barea, int bcls,
+FRCNN_ALWAYS_INLINE bool suppressed_by(const BoxList<T>& kept, T b0, T b1, T b2, T b3, T barea, int bcls,
                           T thresh) {
   const T* k0 = kept.c0.data();
   const T* k1 = kept.c1.data();
@@ -57,8 +59,9 @@ inline bool suppressed_by(const BoxList<T>& kept, T b0, T b1, T b2, T b3, T bare
 
 // Greedy NMS over cand[0..n) (score order): keeps a candidate unless a kept box overlaps it
 // by more than thresh; stops after max_keep kept. Returns the kept count; kept holds them.
+// Inlined into greedy_nms() (nms_greedy.cpp), which is compiled for several ISAs.
 template <typename T>
-int greedy_nms(const BoxList<T>& cand, int n, T thresh, bool center, bool by_class,
+FRCNN_ALWAYS_INLINE int greedy_nms_impl(const BoxList<T>& cand, int n, T thresh, bool center, bool by_class,
                int max_keep, BoxList<T>* kept) {
   kept->size = 0;
   for (int i = 0; i < n && kept->size < max_keep; ++i) {
@@ -80,6 +83,13 @@ int greedy_nms(const BoxList<T>& cand, int n, T thresh, bool center, bool by_cla
   }
   return kept->size;
 }
+
+// The same, dispatched at run time to an AVX-512, AVX2 or baseline build of the loop (the
+// results are identical: only IEEE adds, multiplies, divides and compares, no contraction).
+int greedy_nms(const BoxList<float>& cand, int n, float thresh, bool center, bool by_class,
+               int max_keep, BoxList<float>* kept);
+int greedy_nms(const BoxList<double>& cand, int n, double thresh, bool center, bool by_class,
+               int max_keep, BoxList<double>* kept);
 
 // Candidates (score > thresh, given as a predicate) sorted by descending score, ties by
 // ascending index: fills order[0..count) and returns count.
