@@ -18,7 +18,7 @@ import subprocess
 import sys
 import sysconfig
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 VERSION = "0.1.0"
@@ -86,7 +86,7 @@ setup(
     version=VERSION,
     description="Fast, exact Faster R-CNN operators (box decode, proposal, NMS, ROIAlign) "
                 "for MXNet/Gluon, CPU and CUDA",
-    packages=["frcnn_ops"],
+    packages=find_packages(include=["frcnn_ops", "frcnn_ops.*"]),
     ext_modules=[Extension("frcnn_ops._C", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.8",

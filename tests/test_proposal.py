@@ -319,3 +319,30 @@ def test_gpu_nms_matches_cpu(rng, kw):
     data = _detections(rng, 20, 300)
     np.testing.assert_array_equal(cp.asnumpy(frcnn_ops.nms(cp.asarray(data), **kw)),
                                   frcnn_ops.nms(data, **kw))
+
+
+@pytest.mark.gpu
+def test_gpu_proposal_and_nms_capture_in_a_cuda_graph(rng):
+    """No host synchronisation inside the ops: both can be captured in a CUDA graph."""
+    import cupy as cp
+    scores, deltas = _rpn_inputs(rng, 2)
+    S, D, A, I = (cp.asarray(x) for x in (scores, deltas, ANCHORS, _info(2)))
+    X = cp.asarray(_detections(rng, 20, 300))
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        frcnn_ops.proposal(S, D, A, I)  # warm the memory pool and CUB's kernels
+        frcnn_ops.nms(X, overlap_thresh=0.3, topk=400, id_index=0)
+        stream.synchronize()
+        stream.begin_capture()
+        out = frcnn_ops.proposal(S, D, A, I)
+        out_nms = frcnn_ops.nms(X, overlap_thresh=0.3, topk=400, id_index=0)
+        graph = stream.end_capture()
+        out.fill(0)
+        graph.launch(stream)
+        stream.synchronize()
+    np.testing.assert_allclose(cp.asnumpy(out), frcnn_ops.proposal(scores, deltas, ANCHORS,
+                                                                   _info(2)),
+                               rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(cp.asnumpy(out_nms), frcnn_ops.nms(cp.asnumpy(X),
+                                                                     overlap_thresh=0.3,
+                                                                     topk=400, id_index=0))
