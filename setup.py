@@ -86,7 +86,8 @@ setup(
     version=VERSION,
     description="Fast, exact Faster R-CNN operators (box decode, proposal, NMS, ROIAlign) "
                 "for MXNet/Gluon, CPU and CUDA",
-    packages=find_packages(include=["frcnn_ops", "frcnn_ops.*"]),
+    packages=find_packages(include=["frcnn_ops", "frcnn_ops.*"]) + ["frcnn_model"],
+    package_dir={"frcnn_model": "model"},
     ext_modules=[Extension("frcnn_ops._C", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.8",

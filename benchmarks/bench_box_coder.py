@@ -6,7 +6,7 @@ import pytest
 
 import frcnn_ops
 from frcnn_ops import reference as ref
-from conftest import mx_sync
+from benchutil import mx_sync
 from shapes import IMAGE_HW, rpn_anchors, rpn_deltas
 
 BATCHES = [1, 8]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import frcnn_ops
-from conftest import mx_sync
+from benchutil import mx_sync
 from shapes import (FEAT_HW, detections, feature_for_anchors, im_info, pre_nms_boxes,
                     rpn_anchors, rpn_deltas, rpn_scores)
 

@@ -8,24 +8,10 @@ NUM_ANCHORS = 38 * 50 * 15  # 28500
 FEAT_C = 1024
 
 
-def rpn_anchors(feat_hw=FEAT_HW, stride=16, base_size=16, scales=(2, 4, 8, 16, 32),
-                ratios=(0.5, 1, 2)):
-    """GluonCV RPNAnchorGenerator's anchors, (1, H*W*A, 4) corner, float32."""
-    px, py = (base_size - 1) * 0.5, (base_size - 1) * 0.5
-    base = []
-    for r in ratios:
-        for s in scales:
-            size = base_size * base_size / r
-            ws = np.round(np.sqrt(size))
-            w = (ws * s - 1) * 0.5
-            h = (np.round(ws * r) * s - 1) * 0.5
-            base.append([px - w, py - h, px + w, py + h])
-    base = np.array(base, np.float32)
-    h, w = feat_hw
-    sx, sy = np.meshgrid(np.arange(w) * stride, np.arange(h) * stride)
-    shifts = np.stack([sx.ravel(), sy.ravel(), sx.ravel(), sy.ravel()], axis=1)
-    anchors = (base[None, :, :] + shifts[:, None, :]).reshape(-1, 4)
-    return anchors[None].astype(np.float32)
+def rpn_anchors(feat_hw=FEAT_HW):
+    """GluonCV RPNAnchorGenerator's anchors, (1, H*W*15, 4) corner, float32."""
+    from frcnn_model.anchors import feature_anchors
+    return feature_anchors(feat_hw)
 
 
 def rpn_deltas(batch=1, n=NUM_ANCHORS, seed=0, scale=0.2):

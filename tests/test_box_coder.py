@@ -7,7 +7,7 @@ import pytest
 
 import frcnn_ops
 from frcnn_ops import reference as ref
-from conftest import corner_anchors
+from testutil import corner_anchors
 
 STDS = [(1.0, 1.0, 1.0, 1.0), (0.1, 0.1, 0.2, 0.2)]
 

@@ -1,0 +1,204 @@
+"""Faster R-CNN, ResNet-50 v1b C4, VOC: GluonCV's faster_rcnn_resnet50_v1b_voc on frcnn_ops.
+
+The block layout and attribute names are GluonCV's, so its parameter files load unchanged and
+ours load into GluonCV. The forward pass is GluonCV's inference path with the hot steps done by
+frcnn_ops: proposals (frcnn_proposal), ROIAlign (frcnn_roi_align), class-specific decoding
+(frcnn_box_decode) and per-class NMS (frcnn_nms). Unlike GluonCV's, it runs batches > 1.
+"""
+import warnings
+
+import mxnet as mx
+from mxnet.gluon import nn
+
+import frcnn_ops  # noqa: F401  (registers the frcnn_* ops in mx.nd / mx.sym)
+
+from .anchors import generate_anchors
+from .resnet import ResNetV1bStages
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+               "sheep", "sofa", "train", "tvmonitor")
+
+# GluonCV's settings for faster_rcnn_resnet50_v1b_voc
+DEFAULTS = dict(
+    classes=VOC_CLASSES, stride=16, base_size=16, scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2),
+    alloc_size=(128, 128), rpn_channel=1024, rpn_nms_thresh=0.7, rpn_test_pre_nms=6000,
+    rpn_test_post_nms=300, rpn_train_pre_nms=12000, rpn_train_post_nms=2000, rpn_min_size=16,
+    roi_size=(14, 14), sample_ratio=2, nms_thresh=0.3, nms_topk=400, score_thresh=0.01,
+    box_stds=(0.1, 0.1, 0.2, 0.2), clip=None,
+)
+
+
+class RPNAnchorGenerator(nn.HybridBlock):
+    """Holds the anchor constant (1, 1, 128, 128, A*4) and slices it to a feature map."""
+
+    def __init__(self, stride, base_size, ratios, scales, alloc_size, **kwargs):
+        super().__init__(**kwargs)
+        anchors = generate_anchors(stride, base_size, ratios, scales, alloc_size)
+        self.num_depth = len(ratios) * len(scales)
+        with self.name_scope():
+            self.anchors = self.params.get_constant("anchor_", anchors)
+
+    def hybrid_forward(self, F, x, anchors):
+        # (1, 1, 128, 128, A*4) -> (1, 1, H, W, A*4) -> (1, H*W*A, 4)
+        return F.slice_like(anchors, x * 0, axes=(2, 3)).reshape((1, -1, 4))
+
+
+class RPN(nn.HybridBlock):
+    """RPN parameters: anchor generator, 3x3 conv + relu, 1x1 score and box heads."""
+
+    def __init__(self, channels, stride, base_size, scales, ratios, alloc_size, **kwargs):
+        super().__init__(**kwargs)
+        init = mx.init.Normal(0.01)
+        with self.name_scope():
+            self.anchor_generator = RPNAnchorGenerator(stride, base_size, ratios, scales,
+                                                       alloc_size)
+            depth = self.anchor_generator.num_depth
+            self.conv1 = nn.HybridSequential()
+            self.conv1.add(nn.Conv2D(channels, 3, 1, 1, weight_initializer=init),
+                           nn.Activation("relu"))
+            self.score = nn.Conv2D(depth, 1, 1, 0, weight_initializer=init)
+            self.loc = nn.Conv2D(depth * 4, 1, 1, 0, weight_initializer=init)
+
+    def hybrid_forward(self, F, feat):
+        return rpn_head(F, self, feat)
+
+
+def rpn_head(F, rpn, feat):
+    """anchors (1, HWA, 4), scores (B, HWA, 1) after sigmoid, deltas (B, HWA, 4).
+
+    Uses only the sub-blocks, so it serves GluonCV's RPN too (patch_gluoncv)."""
+    anchors = rpn.anchor_generator(feat)
+    h = rpn.conv1(feat)
+    scores = F.sigmoid(rpn.score(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 1)))
+    deltas = rpn.loc(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 4))
+    return anchors, scores, deltas
+
+
+def image_size(F, x):
+    """(B, 2) = [height, width] of the (padded) input batch: where proposals are clipped."""
+    hw = F.cast(F.slice_axis(F.shape_array(x), axis=0, begin=2, end=4), "float32")
+    like = x.slice_axis(axis=1, begin=0, end=1).slice_axis(axis=2, begin=0, end=1)
+    like = like.slice_axis(axis=3, begin=0, end=2).reshape((0, 2))  # (B, 2)
+    return F.broadcast_like(hw.reshape((1, 2)), like)
+
+
+def detect(F, net, x, cfg):
+    """The inference pass on any block that has GluonCV's sub-block names.
+
+    Returns ids (B, C*N, 1), scores (B, C*N, 1), bboxes (B, C*N, 4) with N = the number of
+    proposals and C the foreground classes; rows NMS dropped are -1.
+    """
+    num_class, post = cfg["num_class"], cfg["rpn_test_post_nms"]
+    # 1. backbone: (B, 3, H, W) -> (B, 1024, H/16, W/16)
+    feat = net.features(x)
+    # 2. RPN head: anchors (1, HWA, 4), scores (B, HWA, 1), deltas (B, HWA, 4)
+    anchors, rpn_scores, rpn_deltas = rpn_head(F, net.rpn, feat)
+    # 3. proposals, clipped to the input size: (B, post, 5) = [score, x1, y1, x2, y2]
+    props = F.frcnn_proposal(rpn_scores, rpn_deltas, anchors, image_size(F, x),
+                             rpn_pre_nms_top_n=cfg["rpn_test_pre_nms"], rpn_post_nms_top_n=post,
+                             threshold=cfg["rpn_nms_thresh"], rpn_min_size=cfg["rpn_min_size"],
+                             clip=cfg["clip"])
+    rpn_boxes = F.slice_axis(props, axis=-1, begin=1, end=None)            # (B, post, 4)
+    # 4. rois (B*post, 5) = [batch index, x1, y1, x2, y2], padded -1 rows included
+    batch_index = F.broadcast_like(F.contrib.arange_like(x, axis=0).reshape((-1, 1, 1)),
+                                   F.slice_axis(props, axis=-1, begin=0, end=1))
+    rois = F.concat(batch_index, rpn_boxes, dim=-1).reshape((-1, 5))
+    # 5. ROIAlign: (B*post, 1024, 14, 14)
+    pooled = F.frcnn_roi_align(feat, rois, pooled_size=cfg["roi_size"],
+                               spatial_scale=1.0 / cfg["stride"], sample_ratio=cfg["sample_ratio"])
+    # 6. head: layer4 -> global average pool -> class and box predictors
+    box_feat = F.contrib.AdaptiveAvgPooling2D(net.top_features(pooled), output_size=1)
+    cls_pred = net.class_predictor(box_feat).reshape((-4, -1, post, 0))   # (B, N, C+1)
+    box_pred = net.box_predictor(box_feat).reshape((-4, -1, post, -4, num_class, 4))
+    # 7. per-class scores: softmax, drop background, score <= thresh -> id -1, score 0
+    scores = F.slice_axis(F.softmax(cls_pred, axis=-1), axis=-1, begin=1, end=None)  # (B, N, C)
+    ids = F.broadcast_like(F.arange(num_class).reshape((1, 1, num_class)), scores)
+    keep = scores > cfg["score_thresh"]
+    ids = F.where(keep, ids, F.ones_like(ids) * -1)
+    scores = F.where(keep, scores, F.zeros_like(scores))
+    ids = ids.transpose((0, 2, 1)).reshape((-3, 0, 1))                    # (B*C, N, 1)
+    scores = scores.transpose((0, 2, 1)).reshape((-3, 0, 1))              # (B*C, N, 1)
+    # 8. class-specific decoding against each image's proposals: (B*C, N, 4)
+    deltas = box_pred.transpose((0, 2, 1, 3)).reshape((-3, 0, 0))
+    proposals = F.repeat(rpn_boxes, repeats=num_class, axis=0)            # (B*C, N, 4)
+    stds = cfg["box_stds"]
+    bboxes = F.frcnn_box_decode(deltas, proposals, std0=stds[0], std1=stds[1], std2=stds[2],
+                                std3=stds[3], clip=-1.0 if cfg["clip"] is None else cfg["clip"],
+                                format="corner")
+    # 9. per-class NMS, each (image, class) its own batch: (B*C, N, 6)
+    res = F.frcnn_nms(F.concat(ids, scores, bboxes, dim=-1), overlap_thresh=cfg["nms_thresh"],
+                      topk=cfg["nms_topk"], valid_thresh=0.0001, id_index=0, score_index=1,
+                      coord_start=2, force_suppress=False)
+    # 10. (B, C*N, 6) -> ids, scores, bboxes
+    res = res.reshape((-4, -1, num_class, 0, 0)).reshape((0, -3, 0))
+    return (F.slice_axis(res, axis=-1, begin=0, end=1), F.slice_axis(res, axis=-1, begin=1, end=2),
+            F.slice_axis(res, axis=-1, begin=2, end=6))
+
+
+class FasterRCNN(nn.HybridBlock):
+    """Faster R-CNN with a C4 head: features (stride 16), RPN, ROIAlign, top_features, predictors.
+
+    Call it on a normalized image batch (B, 3, H, W); returns (ids, scores, bboxes) with
+    GluonCV's shapes and meaning: (B, C*N, 1), (B, C*N, 1), (B, C*N, 4), C = number of classes,
+    N = rpn_test_post_nms proposals; rows removed by NMS are -1.
+    """
+
+    def __init__(self, features, top_features, **cfg):
+        super().__init__()
+        cfg = dict(DEFAULTS, **cfg)
+        self.classes = tuple(cfg["classes"])
+        cfg["num_class"] = len(self.classes)
+        self._frcnn_cfg = cfg
+        with self.name_scope():
+            self.features = features
+            self.top_features = top_features
+            self.rpn = RPN(cfg["rpn_channel"], cfg["stride"], cfg["base_size"], cfg["scales"],
+                           cfg["ratios"], cfg["alloc_size"])
+            self.class_predictor = nn.Dense(cfg["num_class"] + 1,
+                                            weight_initializer=mx.init.Normal(0.01))
+            self.box_predictor = nn.Dense(cfg["num_class"] * 4,
+                                          weight_initializer=mx.init.Normal(0.001))
+
+    @property
+    def num_class(self):
+        return self._frcnn_cfg["num_class"]
+
+    def hybrid_forward(self, F, x):
+        return detect(F, self, x, self._frcnn_cfg)
+
+    def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
+                        cast_dtype=False, dtype_source="current"):
+        """Loads a GluonCV ``save_parameters`` file (or one of ours) unchanged.
+
+        Keys this model does not have (training-time extras) are ignored with a warning that
+        names them; missing keys are an error unless ``allow_missing``.
+        """
+        ctx = ctx or mx.cpu()
+        loaded = mx.nd.load(filename)
+        params = self._collect_params_with_prefix()
+        extra = sorted(k for k in loaded if k not in params)
+        if extra and not ignore_extra:
+            warnings.warn("frcnn_model: ignoring %d parameters that this model does not have: %s"
+                          % (len(extra), ", ".join(extra[:10]) + (" ..." if len(extra) > 10
+                                                                  else "")))
+        super().load_parameters(filename, ctx=ctx, allow_missing=allow_missing, ignore_extra=True,
+                                cast_dtype=cast_dtype, dtype_source=dtype_source)
+
+
+def resnet50_v1b_c4(use_global_stats=True):
+    """features = conv1..layer3 (stride 16, 1024 channels), top_features = layer4."""
+    stages = ResNetV1bStages((3, 4, 6, 3), use_global_stats=use_global_stats)
+    features = nn.HybridSequential()
+    for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"):
+        features.add(getattr(stages, name))
+    top_features = nn.HybridSequential()
+    top_features.add(stages.layer4)
+    return features, top_features
+
+
+def faster_rcnn_resnet50_v1b_voc(**overrides):
+    """GluonCV's faster_rcnn_resnet50_v1b_voc on frcnn_ops (random init; load weights with
+    ``load_parameters``). Keyword overrides change DEFAULTS (e.g. ``rpn_test_post_nms``)."""
+    features, top_features = resnet50_v1b_c4()
+    return FasterRCNN(features, top_features, **overrides)
