@@ -8,7 +8,7 @@ import pytest
 
 import frcnn_ops
 from benchutil import mx_sync
-from shapes import (FEAT_HW, detections, feature_for_anchors, im_info, pre_nms_boxes,
+from shapes import (FEAT_HW, IMAGE_HW, detections, feature_for_anchors, im_info, pre_nms_boxes,
                     rpn_anchors, rpn_deltas, rpn_scores)
 
 
@@ -34,7 +34,9 @@ def _gluoncv_block(mx, pre, post):
 def _proposal_callable(mx, impl, feat_hw, pre, post, batch=1):
     anchors = rpn_anchors(feat_hw)
     n = anchors.shape[1]
-    scores, deltas, info = rpn_scores(batch, n), rpn_deltas(batch, n), im_info(batch)
+    # the seed's 600x800 image, or for a sweep the image that this feature map comes from
+    img_hw = IMAGE_HW if tuple(feat_hw) == FEAT_HW else (feat_hw[0] * 16, feat_hw[1] * 16)
+    scores, deltas, info = rpn_scores(batch, n), rpn_deltas(batch, n), im_info(batch, img_hw)
     S, D, A, I = (mx.nd.array(x) for x in (scores, deltas, anchors, info))
     if impl == "frcnn_ops":
         return mx_sync(lambda: mx.nd.frcnn_proposal(S, D, A, I, rpn_pre_nms_top_n=pre,
@@ -42,7 +44,7 @@ def _proposal_callable(mx, impl, feat_hw, pre, post, batch=1):
     if impl == "gluoncv":
         pytest.importorskip("gluoncv")
         net = _gluoncv_block(mx, pre, post)
-        img = mx.nd.zeros((batch, 3, 600, 800))
+        img = mx.nd.zeros((batch, 3) + tuple(img_hw))
         return mx_sync(lambda: net(A, S, D, img))
     if impl == "mx.contrib.Proposal":
         h, w = feat_hw

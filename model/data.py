@@ -1,0 +1,48 @@
+"""Image pre- and post-processing as GluonCV's Faster R-CNN presets (presets.rcnn)."""
+import numpy as np
+import mxnet as mx
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def resized_shape(h, w, short=600, max_size=1000):
+    """(new_h, new_w): short side to `short`, the long side capped at `max_size`."""
+    lo, hi = (h, w) if w > h else (w, h)
+    scale = float(short) / float(lo)
+    if np.round(scale * hi) > max_size:
+        scale = float(max_size) / float(hi)
+    return int(np.round(h * scale)), int(np.round(w * scale))
+
+
+def resize_short_within(img, short=600, max_size=1000):
+    """Resizes an HxWx3 uint8 NDArray like GluonCV (area interpolation when shrinking)."""
+    from mxnet.image.image import _get_interp_method
+    h, w, _ = img.shape
+    nh, nw = resized_shape(h, w, short, max_size)
+    interp = _get_interp_method(_get_interp_method(2, (h, w, nh, nw)), (h, w, nh, nw))
+    return mx.image.imresize(img, nw, nh, interp=interp)
+
+
+def transform_test(img, short=600, max_size=1000, mean=MEAN, std=STD):
+    """HxWx3 uint8 NDArray -> ((1, 3, h, w) normalized float32 NDArray, resized uint8 image)."""
+    img = resize_short_within(img, short, max_size)
+    shown = img.asnumpy().astype(np.uint8)
+    x = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=mean, std=std)
+    return x.expand_dims(0), shown
+
+
+def load_test(path, short=600, max_size=1000):
+    """Reads a JPEG/PNG file and applies transform_test."""
+    return transform_test(mx.image.imread(path), short, max_size)
+
+
+def boxes_to_original(bboxes, resized_hw, original_hw):
+    """Scales (..., 4) boxes from the network input size back to the image's own size and
+    clips them to it ([0, width] x [0, height])."""
+    bboxes = np.asarray(bboxes, dtype=np.float32).copy()
+    sy = original_hw[0] / float(resized_hw[0])
+    sx = original_hw[1] / float(resized_hw[1])
+    bboxes[..., [0, 2]] = np.clip(bboxes[..., [0, 2]] * sx, 0, original_hw[1])
+    bboxes[..., [1, 3]] = np.clip(bboxes[..., [1, 3]] * sy, 0, original_hw[0])
+    return bboxes
