@@ -7,9 +7,10 @@ SymbolBlocks. Without MXNet the NumPy and CuPy API still works.
 from . import _lib
 from ._lib import _C
 from .box_coder import box_decode, clip_boxes
+from .roi_align import roi_align
 
 __version__ = "0.1.0"
-__all__ = ["box_decode", "clip_boxes", "build_info", "get_num_threads", "set_num_threads",
+__all__ = ["box_decode", "clip_boxes", "roi_align", "build_info", "get_num_threads", "set_num_threads",
            "mxnet_available"]
 
 

@@ -4,3 +4,4 @@ Slow and simple on purpose (one loop or one vectorised expression per rule); the
 hold the kernels to them.
 """
 from .box_coder import box_decode, clip_boxes  # noqa: F401
+from .roi_align import roi_align, roi_align_backward  # noqa: F401
