@@ -168,9 +168,50 @@ void transpose_scalar(const T* src, int64_t rows, int64_t cols, int64_t lds, T* 
 }
 
 #if defined(__SSE2__)
-// 4 x 4 blocks of floats with SSE (baseline x86-64), scalar edges.
+// 4 x 4 blocks of floats with SSE (baseline x86-64), scalar edges. kStream: write dst with
+// non-temporal stores (dst and ldd must keep every 4-float row segment 16-byte aligned):
+// for the forward output, written once and far larger than the caches.
+inline void transpose_f32(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
+                          int64_t ldd) {
+  // 16 x 16 tiles (whole cache lines on both sides), 4 x 4 SSE blocks inside
+  constexpr int64_t T = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += T) {
+    const int64_t r1 = std::min(rows, r0 + T), r4 = r0 + ((r1 - r0) & ~int64_t(3));
+    for (int64_t c0 = 0; c0 < cols; c0 += T) {
+      const int64_t c1 = std::min(cols, c0 + T), c4 = c0 + ((c1 - c0) & ~int64_t(3));
+      for (int64_t c = c0; c < c4; c += 4) {
+        for (int64_t r = r0; r < r4; r += 4) {
+          __m128 a = _mm_loadu_ps(src + r * lds + c);
+          __m128 b = _mm_loadu_ps(src + (r + 1) * lds + c);
+          __m128 e = _mm_loadu_ps(src + (r + 2) * lds + c);
+          __m128 d = _mm_loadu_ps(src + (r + 3) * lds + c);
+          _MM_TRANSPOSE4_PS(a, b, e, d);
+          _mm_storeu_ps(dst + c * ldd + r, a);
+          _mm_storeu_ps(dst + (c + 1) * ldd + r, b);
+          _mm_storeu_ps(dst + (c + 2) * ldd + r, e);
+          _mm_storeu_ps(dst + (c + 3) * ldd + r, d);
+        }
+        for (int64_t r = r4; r < r1; ++r)
+          for (int64_t k = 0; k < 4; ++k) dst[(c + k) * ldd + r] = src[r * lds + c + k];
+      }
+      for (int64_t c = c4; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * ldd + r] = src[r * lds + c];
+    }
+  }
+}
+
 inline void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
                       int64_t ldd) {
+  transpose_f32(src, rows, cols, lds, dst, ldd);
+}
+
+// Transpose into the forward output (written once, far larger than the caches) with
+// non-temporal stores, one group of 4 destination rows at a time so that the write-combining
+// buffers fill whole lines. Needs every 4-float row segment 16-byte aligned, else plain.
+inline void transpose_out(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
+                          int64_t ldd) {
+  if (ldd % 4 != 0 || reinterpret_cast<uintptr_t>(dst) % 16 != 0)
+    return transpose_f32(src, rows, cols, lds, dst, ldd);
   const int64_t r4 = rows & ~int64_t(3), c4 = cols & ~int64_t(3);
   for (int64_t c = 0; c < c4; c += 4) {
     for (int64_t r = 0; r < r4; r += 4) {
@@ -179,16 +220,18 @@ inline void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds,
       __m128 e = _mm_loadu_ps(src + (r + 2) * lds + c);
       __m128 d = _mm_loadu_ps(src + (r + 3) * lds + c);
       _MM_TRANSPOSE4_PS(a, b, e, d);
-      _mm_storeu_ps(dst + c * ldd + r, a);
-      _mm_storeu_ps(dst + (c + 1) * ldd + r, b);
-      _mm_storeu_ps(dst + (c + 2) * ldd + r, e);
-      _mm_storeu_ps(dst + (c + 3) * ldd + r, d);
+      _mm_stream_ps(dst + c * ldd + r, a);
+      _mm_stream_ps(dst + (c + 1) * ldd + r, b);
+      _mm_stream_ps(dst + (c + 2) * ldd + r, e);
+      _mm_stream_ps(dst + (c + 3) * ldd + r, d);
     }
     for (int64_t r = r4; r < rows; ++r)
       for (int64_t k = 0; k < 4; ++k) dst[(c + k) * ldd + r] = src[r * lds + c + k];
   }
-  if (c4 < cols) transpose_scalar(src + c4, rows, cols - c4, lds, dst + c4 * ldd, ldd);
+  for (int64_t c = c4; c < cols; ++c)
+    for (int64_t r = 0; r < rows; ++r) dst[c * ldd + r] = src[r * lds + c];
 }
+inline void stream_fence() { _mm_sfence(); }
 
 // 2 x 2 blocks of doubles.
 inline void transpose(const double* src, int64_t rows, int64_t cols, int64_t lds, double* dst,
@@ -213,7 +256,12 @@ template <typename T>
 void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
   transpose_scalar(src, rows, cols, lds, dst, ldd);
 }
+inline void stream_fence() {}
 #endif
+template <typename T>
+void transpose_out(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
+  transpose(src, rows, cols, lds, dst, ldd);
+}
 
 // ---- Hot loops, compiled for AVX-512, AVX2 and baseline x86-64 ---------------------------
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
@@ -301,6 +349,12 @@ inline void scatter_block(double* blk, const Plan<double>& pl, int64_t bins,
   scatter_bins_f64(blk, pl.start.data(), pl.off.data(), pl.w.data(), bins, tile);
 }
 
+// Asks for [p, p + bytes) in L2 ahead of its use.
+inline void prefetch_block(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
+}
+
 // Work below which one thread is enough (multiply-adds).
 constexpr int64_t kWorkPerThread = 1 << 16;
 
@@ -356,8 +410,9 @@ void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, i
         continue;
       }
       gather_block(blk.get() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
-      transpose(tile.get(), bins, cw, K, o, bins);
+      transpose_out(tile.get(), bins, cw, K, o, bins);
     }
+    stream_fence();
   }
 }
 
@@ -422,7 +477,12 @@ void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* g
       const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
       std::fill(acc.get(), acc.get() + HW * K, T(0));
       if (cw < K) std::fill(tile.get(), tile.get() + bins * K, T(0));
-      for (int64_t r : by_image[n]) {
+      // rois in order; the next roi's gradient block is fetched while this one is scattered
+      const std::vector<int64_t>& rl = by_image[n];
+      for (size_t q = 0; q < rl.size(); ++q) {
+        const int64_t r = rl[q];
+        if (q + 1 < rl.size())
+          prefetch_block(grad_out + (rl[q + 1] * C + c0) * bins, cw * bins * int64_t(sizeof(T)));
         transpose(grad_out + (r * C + c0) * bins, cw, bins, bins, tile.get(), K);
         scatter_block(acc.get(), plans[r], bins, tile.get());
       }
