@@ -87,12 +87,8 @@ def roi_align(data, rois, pooled_size, spatial_scale, sample_ratio=-1, position_
         return _C.roi_align(data, rois, *args)
     (data, rois), code = _dispatch.cupy_inputs(op, data=data, rois=rois)
     import cupy as cp
-    if data.ndim != 4 or rois.ndim != 2:
-        # the launcher checks shapes; this only avoids indexing a wrong-rank shape below
-        _C.roi_align_gpu(code, 0, 0, 0, list(data.shape), list(rois.shape), *args, 0)
-    ph, pw = pooled
-    c_out = data.shape[1] // (ph * pw) if position_sensitive and ph * pw > 0 else data.shape[1]
-    out = cp.empty((rois.shape[0], c_out, ph, pw), dtype=data.dtype)
+    out_shape = _C.roi_align_output_shape(list(data.shape), list(rois.shape), *args)
+    out = cp.empty(tuple(out_shape), dtype=data.dtype)
     _C.roi_align_gpu(code, data.data.ptr, rois.data.ptr, out.data.ptr, list(data.shape),
                      list(rois.shape), *args, _dispatch.cupy_stream())
     return out

@@ -193,23 +193,21 @@ def test_matches_mxnet_contrib(mx, rng, cfg, R):
 
 def test_matches_mxnet_contrib_seed_like(mx, rng):
     # seed settings (14x14, 1/16, sample_ratio 2) on a small map, with invalid batch rows that
-    # contrib leaves uninitialised: compare the others only
+    # contrib leaves uninitialised: those are compared to zero, the others to contrib
     data = rng.normal(size=(2, 16, 12, 16)).astype(np.float32)
     R = 50
     wh = rng.uniform(4, 200, size=(R, 2))
-    xy = rng.uniform(-10, 1, size=(R, 2)) * [256 - 0, 192 - 0] * 0 + rng.uniform(0, 1, (R, 2)) * (
-        np.array([256, 192]) - wh)
+    xy = rng.uniform(0, 1, size=(R, 2)) * (np.array([256, 192]) - wh)
     rois = np.concatenate([rng.integers(0, 2, (R, 1)), xy, xy + wh], 1).astype(np.float32)
     rois[:3, 0] = [-1, 2, 5]
     kw = dict(pooled_size=(14, 14), spatial_scale=1 / 16, sample_ratio=2)
-    ours, ours_g = _mx_pair(mx, data, rois, kw, mx.nd.frcnn_roi_align)
-    theirs, _ = _mx_pair(mx, data, rois[3:], kw, mx.nd.contrib.ROIAlign)
-    np.testing.assert_allclose(ours[3:], theirs, rtol=1e-5, atol=2e-6)
+    ours, _ = _mx_pair(mx, data, rois, kw, mx.nd.frcnn_roi_align)
     assert not ours[:3].any()
-    _, theirs_g = _mx_pair(mx, data, rois[3:], kw, mx.nd.contrib.ROIAlign)
-    # the head gradient of rows 3: differs between the two calls; recompute ours on rows 3:
     ours3, ours3_g = _mx_pair(mx, data, rois[3:], kw, mx.nd.frcnn_roi_align)
-    np.testing.assert_allclose(ours3_g, theirs_g, rtol=1e-5, atol=2e-5)
+    theirs3, theirs3_g = _mx_pair(mx, data, rois[3:], kw, mx.nd.contrib.ROIAlign)
+    np.testing.assert_array_equal(ours[3:], ours3)
+    np.testing.assert_allclose(ours3, theirs3, rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(ours3_g, theirs3_g, rtol=1e-5, atol=2e-5)
 
 
 def test_float64_matches_mxnet_contrib(mx, rng):
@@ -370,6 +368,21 @@ def test_bad_input_numpy():
     with pytest.raises(ValueError, match=OP + ": grad must have the output's shape"):
         _C.roi_align_backward(np.zeros((3, 8, 2, 3), np.float32), np.zeros((3, 5), np.float32),
                               [1, 8, 6, 6], [2, 2], 1.0, -1, False, False)
+
+
+def test_output_shape_check_used_by_the_cupy_path():
+    zeros = lambda s: np.zeros(s, np.float32)  # noqa: E731
+    for args, kw, msg in _bad_calls(zeros):
+        kw = dict(dict(pooled_size=(2, 2), spatial_scale=1.0, sample_ratio=-1,
+                       position_sensitive=False, aligned=False), **kw)
+        with pytest.raises(ValueError, match=OP) as e:
+            _C.roi_align_output_shape(list(args[0].shape), list(args[1].shape),
+                                      list(kw["pooled_size"]), kw["spatial_scale"],
+                                      kw["sample_ratio"], kw["position_sensitive"],
+                                      kw["aligned"])
+        assert msg in str(e.value)
+    assert _C.roi_align_output_shape([2, 18, 5, 5], [7, 5], [3, 3], 0.5, 2, True, False) == [
+        7, 2, 3, 3]
 
 
 def test_bad_input_mxnet(mx):

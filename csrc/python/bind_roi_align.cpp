@@ -65,6 +65,17 @@ py::array roi_align_backward_np(py::array grad, py::array rois, std::vector<int6
   return out;
 }
 
+// Checks shapes and attributes (ValueError naming the op) and returns the output shape.
+Shape roi_align_output_shape(Shape ds, Shape rs, std::vector<int> pooled_size,
+                             float spatial_scale, int sample_ratio, bool position_sensitive,
+                             bool aligned) {
+  const RoiAlignParams p =
+      params(pooled_size, spatial_scale, sample_ratio, position_sensitive, aligned);
+  Shape os;
+  raise_if(kOp, roi_align_check(ds, rs, p, &os));
+  return os;
+}
+
 #ifdef FRCNN_WITH_CUDA
 void roi_align_gpu(int dtype, uintptr_t data, uintptr_t rois, uintptr_t out, Shape ds, Shape rs,
                    std::vector<int> pooled_size, float spatial_scale, int sample_ratio,
@@ -92,6 +103,7 @@ void roi_align_backward_gpu(int dtype, uintptr_t grad, uintptr_t rois, uintptr_t
 void bind(py::module_& m) {
   m.def("roi_align", &roi_align_np);
   m.def("roi_align_backward", &roi_align_backward_np);
+  m.def("roi_align_output_shape", &roi_align_output_shape);
 #ifdef FRCNN_WITH_CUDA
   m.def("roi_align_gpu", &roi_align_gpu);
   m.def("roi_align_backward_gpu", &roi_align_backward_gpu);
