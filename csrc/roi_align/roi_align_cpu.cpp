@@ -399,7 +399,8 @@ void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, i
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
-#pragma omp for schedule(static)
+    // dynamic: on a shared machine a descheduled thread must not hold up the others
+#pragma omp for schedule(dynamic, 8)
     for (int64_t u = 0; u < ncb * R; ++u) {
       const int64_t cb = u / R, r = u % R;
       const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
@@ -470,8 +471,9 @@ void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* g
   {
     std::unique_ptr<T[]> acc(new T[static_cast<size_t>(HW * K)]);
     std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
-    // one (image, channel block) of grad_data per unit: disjoint, order fixed
-#pragma omp for schedule(static)
+    // one (image, channel block) of grad_data per unit: disjoint, order fixed inside a unit,
+    // so the result does not depend on which thread takes it
+#pragma omp for schedule(dynamic, 1)
     for (int64_t u = 0; u < N * ncb; ++u) {
       const int64_t n = u / ncb, cb = u % ncb;
       const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
