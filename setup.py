@@ -93,5 +93,6 @@ setup(
     python_requires=">=3.8",
     install_requires=["numpy"],
     extras_require={"mxnet": ["mxnet>=1.9,<1.10", "numpy<1.24"]},
+    entry_points={"console_scripts": ["frcnn-detect=frcnn_model.detect:main"]},
     zip_safe=False,
 )

@@ -8,9 +8,11 @@ from . import _lib
 from ._lib import _C
 from .box_coder import box_decode, clip_boxes
 from .proposal import nms, proposal
+from .roi_align import roi_align
 
 __version__ = "0.1.0"
-__all__ = ["box_decode", "clip_boxes", "proposal", "nms", "build_info", "get_num_threads", "set_num_threads",
+__all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "build_info",
+           "get_num_threads", "set_num_threads",
            "mxnet_available"]
 
 

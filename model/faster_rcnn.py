@@ -186,6 +186,26 @@ class FasterRCNN(nn.HybridBlock):
                                 cast_dtype=cast_dtype, dtype_source=dtype_source)
 
 
+def stages(net, x):
+    """Eager pass that also returns what the RPN saw, for figures (frcnn-detect).
+
+    Returns a dict of NumPy arrays for image 0: rpn_scores (HWA,), rpn_boxes (HWA, 4) decoded
+    and clipped before NMS, proposals (post, 5) after NMS.
+    """
+    F = mx.nd
+    cfg = net._frcnn_cfg
+    feat = net.features(x)
+    anchors, rpn_scores, rpn_deltas = rpn_head(F, net.rpn, feat)
+    boxes = F.frcnn_clip_boxes(F.frcnn_box_decode(rpn_deltas, anchors, format="corner"),
+                               image_size(F, x))
+    props = F.frcnn_proposal(rpn_scores, rpn_deltas, anchors, image_size(F, x),
+                             rpn_pre_nms_top_n=cfg["rpn_test_pre_nms"],
+                             rpn_post_nms_top_n=cfg["rpn_test_post_nms"],
+                             threshold=cfg["rpn_nms_thresh"], rpn_min_size=cfg["rpn_min_size"])
+    return {"rpn_scores": rpn_scores[0, :, 0].asnumpy(), "rpn_boxes": boxes[0].asnumpy(),
+            "proposals": props[0].asnumpy()}
+
+
 def resnet50_v1b_c4(use_global_stats=True):
     """features = conv1..layer3 (stride 16, 1024 channels), top_features = layer4."""
     stages = ResNetV1bStages((3, 4, 6, 3), use_global_stats=use_global_stats)

@@ -1,0 +1,115 @@
+"""roi_align at the seed's shape (300 rois on 1x1024x38x50, pooled 14x14, spatial_scale 1/16,
+sample_ratio 2) against mx.nd.contrib.ROIAlign, forward and forward+backward (autograd with a
+head gradient), plus small sweeps over the number of rois and channels.
+
+    pytest benchmarks/bench_roi_align.py --benchmark-only --benchmark-group-by=group
+    pytest benchmarks/bench_roi_align.py --benchmark-only --benchmark-group-by=group -k seed
+
+contrib's forward+backward is single-threaded and slow (~4 s at the seed shape on 2 cores), so
+it runs a fixed 2 rounds and is left out of the large sweep points.
+"""
+import numpy as np
+import pytest
+
+from benchutil import mx_sync
+from shapes import FEAT_C, FEAT_HW, IMAGE_HW
+
+POOLED = (14, 14)
+SCALE = 1.0 / 16
+SAMPLE_RATIO = 2
+IMPLS = ["frcnn_ops", "mx.contrib"]
+
+
+def seed_rois(n, seed=0):
+    """n realistic proposals inside the 600x800 image: width/height 16..400, batch index 0."""
+    rng = np.random.default_rng(seed)
+    hw = np.array(IMAGE_HW[::-1], np.float64)  # (800, 600) as (x, y)
+    wh = rng.uniform(16, 400, size=(n, 2))
+    xy = rng.uniform(0, 1, size=(n, 2)) * (hw - wh)
+    return np.concatenate([np.zeros((n, 1)), xy, xy + wh], axis=1).astype(np.float32)
+
+
+def feature_map(channels=FEAT_C, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(1, channels) + FEAT_HW).astype(np.float32)
+
+
+def _op(mx, impl):
+    return mx.nd.frcnn_roi_align if impl == "frcnn_ops" else mx.nd.contrib.ROIAlign
+
+
+def _kw():
+    return dict(pooled_size=POOLED, spatial_scale=SCALE, sample_ratio=SAMPLE_RATIO)
+
+
+def forward_fn(mx, impl, rois, channels):
+    x = mx.nd.array(feature_map(channels))
+    r = mx.nd.array(rois)
+    op = _op(mx, impl)
+    return mx_sync(lambda: op(x, r, **_kw()))
+
+
+def fwd_bwd_fn(mx, impl, rois, channels):
+    x = mx.nd.array(feature_map(channels))
+    x.attach_grad()
+    r = mx.nd.array(rois)
+    op = _op(mx, impl)
+    head = mx.nd.array(np.random.default_rng(1).normal(
+        size=(rois.shape[0], channels) + POOLED).astype(np.float32))
+
+    def step():
+        with mx.autograd.record():
+            y = op(x, r, **_kw())
+        y.backward(head)
+        return x.grad
+    return mx_sync(step)
+
+
+def _run(benchmark, impl, fn, slow):
+    if impl == "mx.contrib" and slow:
+        benchmark.pedantic(fn, rounds=2, iterations=1, warmup_rounds=0)
+    else:
+        benchmark(fn)
+
+
+# ---- The seed shape -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_seed_forward(benchmark, mx, impl):
+    benchmark.group = "roi_align seed fwd: 300 rois 1x1024x38x50 14x14 s2"
+    _run(benchmark, impl, forward_fn(mx, impl, seed_rois(300), FEAT_C), slow=False)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_seed_forward_backward(benchmark, mx, impl):
+    benchmark.group = "roi_align seed fwd+bwd: 300 rois 1x1024x38x50 14x14 s2"
+    _run(benchmark, impl, fwd_bwd_fn(mx, impl, seed_rois(300), FEAT_C), slow=True)
+
+
+# ---- Sweeps (contrib only where it takes at most a few seconds) ---------------------------
+
+@pytest.mark.parametrize("impl,rois", [(i, n) for n in (64, 1000, 2000) for i in IMPLS
+                                       if not (i == "mx.contrib" and n > 1000)])
+def test_sweep_rois_forward(benchmark, mx, impl, rois):
+    benchmark.group = "roi_align sweep fwd: %d rois 1x1024x38x50" % rois
+    _run(benchmark, impl, forward_fn(mx, impl, seed_rois(rois), FEAT_C), slow=rois > 300)
+
+
+@pytest.mark.parametrize("impl,rois", [(i, n) for n in (64, 1000, 2000) for i in IMPLS
+                                       if not (i == "mx.contrib" and n > 64)])
+def test_sweep_rois_forward_backward(benchmark, mx, impl, rois):
+    benchmark.group = "roi_align sweep fwd+bwd: %d rois 1x1024x38x50" % rois
+    _run(benchmark, impl, fwd_bwd_fn(mx, impl, seed_rois(rois), FEAT_C), slow=True)
+
+
+@pytest.mark.parametrize("impl,channels", [(i, c) for c in (256, 512) for i in IMPLS])
+def test_sweep_channels_forward(benchmark, mx, impl, channels):
+    benchmark.group = "roi_align sweep fwd: 300 rois 1x%dx38x50" % channels
+    _run(benchmark, impl, forward_fn(mx, impl, seed_rois(300), channels), slow=False)
+
+
+@pytest.mark.parametrize("impl,channels", [(i, c) for c in (256, 512) for i in IMPLS
+                                           if not (i == "mx.contrib" and c > 256)])
+def test_sweep_channels_forward_backward(benchmark, mx, impl, channels):
+    benchmark.group = "roi_align sweep fwd+bwd: 300 rois 1x%dx38x50" % channels
+    _run(benchmark, impl, fwd_bwd_fn(mx, impl, seed_rois(300), channels), slow=True)

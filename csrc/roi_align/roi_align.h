@@ -1,0 +1,50 @@
+// Framework-free launchers of roi_align (= mx.nd.contrib.ROIAlign). Pointers are contiguous
+// row-major arrays of the given dtype; `stream` is a cudaStream_t (nullptr: default stream).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/host_device.h"
+#include "roi_align/roi_align_math.h"
+
+namespace frcnn {
+
+using Shape = std::vector<int64_t>;
+
+// Attribute checks ("" or a message naming the attribute).
+std::string roi_align_check_params(const RoiAlignParams& p);
+// Shape checks shared by every front end: data (N, C, H, W), rois (R, 5). On success
+// *out (when given) is the output shape (R, C_out, ph, pw).
+std::string roi_align_check(const Shape& data, const Shape& rois, const RoiAlignParams& p,
+                            Shape* out = nullptr);
+
+// True when FRCNN_DETERMINISTIC is set to something other than "" or "0".
+bool roi_align_deterministic_env();
+
+// data: (N, C, H, W); rois: (R, 5); out: (R, C_out, ph, pw) with C_out = C, or
+// C / (ph * pw) when position sensitive. Rois with an invalid batch index give zeros.
+void roi_align_cpu(DType dt, const void* data, const void* rois, void* out, int64_t N,
+                   int64_t C, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p);
+// grad_out: (R, C_out, ph, pw) -> grad_data (N, C, H, W), overwritten (not added to).
+// Multi-threaded over disjoint channel ranges of grad_data: the result is bitwise the same
+// for any thread count.
+void roi_align_backward_cpu(DType dt, const void* grad_out, const void* rois, void* grad_data,
+                            int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
+                            const RoiAlignParams& p);
+
+// CUDA launchers: same arguments plus the stream. Asynchronous; no host synchronisation,
+// no scratch memory. float16 is accumulated in float32.
+void roi_align_cuda(DType dt, const void* data, const void* rois, void* out, int64_t N,
+                    int64_t C, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p,
+                    void* stream);
+// deterministic = false: scatter with atomicAdd (fast; float32/float64 sums in a
+// run-dependent order). deterministic = true: each thread owns one element of grad_data
+// and sums its contributions in a fixed order (bitwise identical run to run). float16
+// always takes the deterministic kernel (float32 accumulation, one rounding).
+void roi_align_backward_cuda(DType dt, const void* grad_out, const void* rois, void* grad_data,
+                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
+                             const RoiAlignParams& p, bool deterministic, void* stream);
+
+}  // namespace frcnn

@@ -1,0 +1,557 @@
+// ROIAlign on the CPU.
+//
+// Every roi is first turned into a plan: for each bin, the distinct feature-map pixels its
+// samples read and their weights (bilinear weight / sample count, duplicates merged). The
+// bilinear weights are separable (w = wy * wx, and a sample is dropped when y or x is out of
+// the map), so a bin's plan is the product of a row list and a column list, built in
+// O(grid) per axis. Plans are shared by every channel.
+//
+// Two ways to apply the plans:
+// - blocked (the common case, not position sensitive, many rois): the feature map is copied
+//   once into channel blocks of kBlock channels, channel fastest ((H*W) x kBlock per block),
+//   so that one plan entry updates kBlock channels with one vectorised multiply-add. A thread
+//   walks one channel block for many rois (the block, ~0.5 MB, stays in L2). The backward
+//   accumulates the gradient of one (image, channel block) in such a block, rois in order,
+//   and writes it back: threads own disjoint channel ranges, no atomics, and the sums run in
+//   the same order for any thread count.
+// - direct (position sensitive, or few rois): one (roi, channel) plane at a time, same plans.
+//   The backward again gives every thread whole channels, rois in order.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+#include "common/checks.h"
+#include "common/parallel.h"
+#include "roi_align/roi_align.h"
+
+namespace frcnn {
+
+std::string roi_align_check_params(const RoiAlignParams& p) {
+  if (p.pooled_h <= 0 || p.pooled_w <= 0)
+    return "pooled_size must be positive, got (" + std::to_string(p.pooled_h) + ", " +
+           std::to_string(p.pooled_w) + ")";
+  if (!(p.spatial_scale > 0.f) || !std::isfinite(p.spatial_scale))
+    return "spatial_scale must be a positive finite number, got " +
+           std::to_string(p.spatial_scale);
+  return "";
+}
+
+std::string roi_align_check(const Shape& data, const Shape& rois, const RoiAlignParams& p,
+                            Shape* out) {
+  std::string err = roi_align_check_params(p);
+  if (!err.empty()) return err;
+  if (data.size() != 4) return "data must have shape (N, C, H, W), got " + shape_str(data);
+  if (rois.size() != 2 || rois[1] != 5)
+    return "rois must have shape (R, 5) = [batch_index, x1, y1, x2, y2], got " +
+           shape_str(rois);
+  if (data[2] < 1 || data[3] < 1)
+    return "data must have H >= 1 and W >= 1, got " + shape_str(data);
+  if (data[2] * data[3] > INT32_MAX)
+    return "data H * W must be below 2^31, got " + shape_str(data);
+  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
+  int64_t c_out = data[1];
+  if (p.position_sensitive) {
+    if (data[1] % bins != 0)
+      return "position_sensitive needs C divisible by pooled_h * pooled_w = " +
+             std::to_string(bins) + ", got data " + shape_str(data);
+    c_out = data[1] / bins;
+  }
+  if (out) *out = {rois[0], c_out, p.pooled_h, p.pooled_w};
+  return "";
+}
+
+bool roi_align_deterministic_env() {
+  const char* v = std::getenv("FRCNN_DETERMINISTIC");
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
+
+namespace {
+
+// Channels per block in the blocked layout (64 floats / 32 doubles: 256 bytes a pixel).
+template <typename T> struct Block { static constexpr int value = 256 / sizeof(T); };
+
+template <typename T>
+struct Plan {
+  int64_t batch = -1;             // -1: empty roi
+  std::vector<int32_t> start;     // bins + 1 offsets into off / w
+  std::vector<int32_t> off;       // pixel index y * W + x
+  std::vector<T> w;               // merged bilinear weight / count
+};
+
+// Accumulated (index, weight) pairs along one axis for one bin.
+using AxisList = std::vector<std::pair<int, double>>;
+
+inline void axis_add(AxisList* l, int idx, double w) {
+  for (auto it = l->rbegin(); it != l->rend(); ++it) {
+    if (it->first == idx) {
+      it->second += w;
+      return;
+    }
+  }
+  l->emplace_back(idx, w);
+}
+
+template <typename T>
+void axis_list(T start, int bin, T bin_size, int grid, int n, AxisList* l) {
+  l->clear();
+  for (int i = 0; i < grid; ++i) {
+    const T y = sample_coord<T>(start, bin, bin_size, i, grid);
+    int lo, hi;
+    T wl, wh;
+    if (!axis_weights<T>(y, n, &lo, &hi, &wl, &wh)) continue;
+    axis_add(l, lo, wl);
+    axis_add(l, hi, wh);
+  }
+}
+
+template <typename T>
+void build_plan(const T* roi, int64_t N, int64_t H, int64_t W, const RoiAlignParams& p,
+                Plan<T>* plan) {
+  const RoiGeom<T> g = roi_geometry<T>(roi, N, p);
+  const int PH = p.pooled_h, PW = p.pooled_w;
+  plan->batch = g.batch;
+  plan->start.assign(static_cast<size_t>(PH) * PW + 1, 0);
+  plan->off.clear();
+  plan->w.clear();
+  if (g.batch < 0) return;
+  std::vector<AxisList> cols(PW);
+  for (int j = 0; j < PW; ++j)
+    axis_list<T>(g.start_w, j, g.bin_w, g.grid_w, static_cast<int>(W), &cols[j]);
+  AxisList rows;
+  const double count = static_cast<double>(g.count);
+  for (int i = 0; i < PH; ++i) {
+    axis_list<T>(g.start_h, i, g.bin_h, g.grid_h, static_cast<int>(H), &rows);
+    for (int j = 0; j < PW; ++j) {
+      for (const auto& r : rows) {
+        if (r.second == 0.0) continue;
+        for (const auto& c : cols[j]) {
+          if (c.second == 0.0) continue;
+          plan->off.push_back(static_cast<int32_t>(r.first * W + c.first));
+          plan->w.push_back(static_cast<T>(r.second * c.second / count));
+        }
+      }
+      plan->start[static_cast<size_t>(i) * PW + j + 1] = static_cast<int32_t>(plan->off.size());
+    }
+  }
+}
+
+template <typename T>
+std::vector<Plan<T>> build_plans(const T* rois, int64_t R, int64_t N, int64_t H, int64_t W,
+                                 const RoiAlignParams& p) {
+  std::vector<Plan<T>> plans(R);
+  const int nt = threads_for(R, 16);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (nt > 1)
+  for (int64_t r = 0; r < R; ++r) build_plan<T>(rois + r * 5, N, H, W, p, &plans[r]);
+  return plans;
+}
+
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols.
+template <typename T>
+void transpose_scalar(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst,
+                      int64_t ldd) {
+  constexpr int64_t B = 8;
+  for (int64_t r0 = 0; r0 < rows; r0 += B) {
+    const int64_t r1 = std::min(rows, r0 + B);
+    for (int64_t c0 = 0; c0 < cols; c0 += B) {
+      const int64_t c1 = std::min(cols, c0 + B);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * ldd + r] = src[r * lds + c];
+    }
+  }
+}
+
+#if defined(__SSE2__)
+// 4 x 4 blocks of floats with SSE (baseline x86-64), scalar edges. kStream: write dst with
+// non-temporal stores (dst and ldd must keep every 4-float row segment 16-byte aligned):
+// for the forward output, written once and far larger than the caches.
+inline void transpose_f32(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
+                          int64_t ldd) {
+  // 16 x 16 tiles (whole cache lines on both sides), 4 x 4 SSE blocks inside
+  constexpr int64_t T = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += T) {
+    const int64_t r1 = std::min(rows, r0 + T), r4 = r0 + ((r1 - r0) & ~int64_t(3));
+    for (int64_t c0 = 0; c0 < cols; c0 += T) {
+      const int64_t c1 = std::min(cols, c0 + T), c4 = c0 + ((c1 - c0) & ~int64_t(3));
+      for (int64_t c = c0; c < c4; c += 4) {
+        for (int64_t r = r0; r < r4; r += 4) {
+          __m128 a = _mm_loadu_ps(src + r * lds + c);
+          __m128 b = _mm_loadu_ps(src + (r + 1) * lds + c);
+          __m128 e = _mm_loadu_ps(src + (r + 2) * lds + c);
+          __m128 d = _mm_loadu_ps(src + (r + 3) * lds + c);
+          _MM_TRANSPOSE4_PS(a, b, e, d);
+          _mm_storeu_ps(dst + c * ldd + r, a);
+          _mm_storeu_ps(dst + (c + 1) * ldd + r, b);
+          _mm_storeu_ps(dst + (c + 2) * ldd + r, e);
+          _mm_storeu_ps(dst + (c + 3) * ldd + r, d);
+        }
+        for (int64_t r = r4; r < r1; ++r)
+          for (int64_t k = 0; k < 4; ++k) dst[(c + k) * ldd + r] = src[r * lds + c + k];
+      }
+      for (int64_t c = c4; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * ldd + r] = src[r * lds + c];
+    }
+  }
+}
+
+inline void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
+                      int64_t ldd) {
+  transpose_f32(src, rows, cols, lds, dst, ldd);
+}
+
+// Transpose into the forward output (written once, far larger than the caches) with
+// non-temporal stores, one group of 4 destination rows at a time so that the write-combining
+// buffers fill whole lines. Needs every 4-float row segment 16-byte aligned, else plain.
+inline void transpose_out(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
+                          int64_t ldd) {
+  if (ldd % 4 != 0 || reinterpret_cast<uintptr_t>(dst) % 16 != 0)
+    return transpose_f32(src, rows, cols, lds, dst, ldd);
+  const int64_t r4 = rows & ~int64_t(3), c4 = cols & ~int64_t(3);
+  for (int64_t c = 0; c < c4; c += 4) {
+    for (int64_t r = 0; r < r4; r += 4) {
+      __m128 a = _mm_loadu_ps(src + r * lds + c);
+      __m128 b = _mm_loadu_ps(src + (r + 1) * lds + c);
+      __m128 e = _mm_loadu_ps(src + (r + 2) * lds + c);
+      __m128 d = _mm_loadu_ps(src + (r + 3) * lds + c);
+      _MM_TRANSPOSE4_PS(a, b, e, d);
+      _mm_stream_ps(dst + c * ldd + r, a);
+      _mm_stream_ps(dst + (c + 1) * ldd + r, b);
+      _mm_stream_ps(dst + (c + 2) * ldd + r, e);
+      _mm_stream_ps(dst + (c + 3) * ldd + r, d);
+    }
+    for (int64_t r = r4; r < rows; ++r)
+      for (int64_t k = 0; k < 4; ++k) dst[(c + k) * ldd + r] = src[r * lds + c + k];
+  }
+  for (int64_t c = c4; c < cols; ++c)
+    for (int64_t r = 0; r < rows; ++r) dst[c * ldd + r] = src[r * lds + c];
+}
+inline void stream_fence() { _mm_sfence(); }
+
+// 2 x 2 blocks of doubles.
+inline void transpose(const double* src, int64_t rows, int64_t cols, int64_t lds, double* dst,
+                      int64_t ldd) {
+  const int64_t r2 = rows & ~int64_t(1), c2 = cols & ~int64_t(1);
+  for (int64_t c = 0; c < c2; c += 2) {
+    for (int64_t r = 0; r < r2; r += 2) {
+      const __m128d a = _mm_loadu_pd(src + r * lds + c);
+      const __m128d b = _mm_loadu_pd(src + (r + 1) * lds + c);
+      _mm_storeu_pd(dst + c * ldd + r, _mm_unpacklo_pd(a, b));
+      _mm_storeu_pd(dst + (c + 1) * ldd + r, _mm_unpackhi_pd(a, b));
+    }
+    if (r2 < rows) {
+      dst[c * ldd + r2] = src[r2 * lds + c];
+      dst[(c + 1) * ldd + r2] = src[r2 * lds + c + 1];
+    }
+  }
+  if (c2 < cols) transpose_scalar(src + c2, rows, cols - c2, lds, dst + c2 * ldd, ldd);
+}
+#else
+template <typename T>
+void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
+  transpose_scalar(src, rows, cols, lds, dst, ldd);
+}
+inline void stream_fence() {}
+#endif
+template <typename T>
+void transpose_out(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
+  transpose(src, rows, cols, lds, dst, ldd);
+}
+
+// ---- Hot loops, compiled for AVX-512, AVX2 and baseline x86-64 ---------------------------
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define FRCNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FRCNN_CLONES
+#endif
+
+// 256 bytes of channels as four 64-byte GCC vectors: one zmm each with AVX-512, split into
+// ymm / xmm pairs by the other clones (explicit vectors: GCC's unroll-and-jam of the plain
+// loops produced scalar code).
+template <typename T> struct Vec {
+  typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));  // unaligned access
+};
+
+// tile[b][0:K] = sum_k w[k] * blk[off[k]][0:K] for every bin b.
+template <typename T, int K>
+inline __attribute__((always_inline)) void gather_bins(const T* blk, const int32_t* start,
+                                                       const int32_t* off, const T* w,
+                                                       int64_t bins, T* tile) {
+  using V = typename Vec<T>::type;
+  constexpr int L = 64 / sizeof(T), NV = K / L;
+  static_assert(K % L == 0, "block must be whole vectors");
+  for (int64_t b = 0; b < bins; ++b) {
+    V acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = V{} ;
+    for (int32_t k = start[b]; k < start[b + 1]; ++k) {
+      const V* src = reinterpret_cast<const V*>(blk + static_cast<int64_t>(off[k]) * K);
+      const T wk = w[k];
+      for (int v = 0; v < NV; ++v) acc[v] += wk * src[v];
+    }
+    V* dst = reinterpret_cast<V*>(tile + b * K);
+    for (int v = 0; v < NV; ++v) dst[v] = acc[v];
+  }
+}
+
+// blk[off[k]][0:K] += w[k] * tile[b][0:K], bins and entries in order.
+template <typename T, int K>
+inline __attribute__((always_inline)) void scatter_bins(T* blk, const int32_t* start,
+                                                        const int32_t* off, const T* w,
+                                                        int64_t bins, const T* tile) {
+  using V = typename Vec<T>::type;
+  constexpr int L = 64 / sizeof(T), NV = K / L;
+  for (int64_t b = 0; b < bins; ++b) {
+    const V* g = reinterpret_cast<const V*>(tile + b * K);
+    V gv[NV];
+    for (int v = 0; v < NV; ++v) gv[v] = g[v];
+    for (int32_t k = start[b]; k < start[b + 1]; ++k) {
+      V* dst = reinterpret_cast<V*>(blk + static_cast<int64_t>(off[k]) * K);
+      const T wk = w[k];
+      for (int v = 0; v < NV; ++v) dst[v] += wk * gv[v];
+    }
+  }
+}
+
+FRCNN_CLONES void gather_bins_f32(const float* blk, const int32_t* start, const int32_t* off,
+                                  const float* w, int64_t bins, float* tile) {
+  gather_bins<float, Block<float>::value>(blk, start, off, w, bins, tile);
+}
+FRCNN_CLONES void gather_bins_f64(const double* blk, const int32_t* start, const int32_t* off,
+                                  const double* w, int64_t bins, double* tile) {
+  gather_bins<double, Block<double>::value>(blk, start, off, w, bins, tile);
+}
+FRCNN_CLONES void scatter_bins_f32(float* blk, const int32_t* start, const int32_t* off,
+                                   const float* w, int64_t bins, const float* tile) {
+  scatter_bins<float, Block<float>::value>(blk, start, off, w, bins, tile);
+}
+FRCNN_CLONES void scatter_bins_f64(double* blk, const int32_t* start, const int32_t* off,
+                                   const double* w, int64_t bins, const double* tile) {
+  scatter_bins<double, Block<double>::value>(blk, start, off, w, bins, tile);
+}
+
+inline void gather_block(const float* blk, const Plan<float>& pl, int64_t bins, float* tile) {
+  gather_bins_f32(blk, pl.start.data(), pl.off.data(), pl.w.data(), bins, tile);
+}
+inline void gather_block(const double* blk, const Plan<double>& pl, int64_t bins,
+                         double* tile) {
+  gather_bins_f64(blk, pl.start.data(), pl.off.data(), pl.w.data(), bins, tile);
+}
+inline void scatter_block(float* blk, const Plan<float>& pl, int64_t bins, const float* tile) {
+  scatter_bins_f32(blk, pl.start.data(), pl.off.data(), pl.w.data(), bins, tile);
+}
+inline void scatter_block(double* blk, const Plan<double>& pl, int64_t bins,
+                          const double* tile) {
+  scatter_bins_f64(blk, pl.start.data(), pl.off.data(), pl.w.data(), bins, tile);
+}
+
+// Asks for [p, p + bytes) in L2 ahead of its use.
+inline void prefetch_block(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
+}
+
+// Work below which one thread is enough (multiply-adds).
+constexpr int64_t kWorkPerThread = 1 << 16;
+
+template <typename T>
+int64_t plan_entries(const std::vector<Plan<T>>& plans) {
+  int64_t n = 0;
+  for (const auto& pl : plans) n += static_cast<int64_t>(pl.off.size());
+  return n;
+}
+
+// The blocked layout pays for its copy of the feature map when the rois read much more
+// than the map holds.
+bool use_blocked(int64_t N, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
+  if (p.position_sensitive) return false;
+  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
+  return R * bins * 4 >= N * H * W;
+}
+
+// ---- Forward ------------------------------------------------------------------------------
+
+template <typename T>
+void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t N,
+                     int64_t C, int64_t HW, int64_t R, int64_t bins) {
+  constexpr int K = Block<T>::value;
+  const int64_t ncb = ceil_div(C, K);
+  // 1. the feature map in channel blocks: blk[n][cb][pixel][0:K], zero padded
+  std::unique_ptr<T[]> blk(new T[static_cast<size_t>(N * ncb * HW * K)]);
+  {
+    const int nt = threads_for(N * C * HW, 1 << 18);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t u = 0; u < N * ncb; ++u) {
+      const int64_t n = u / ncb, cb = u % ncb;
+      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
+      T* dst = blk.get() + u * HW * K;
+      if (cw < K) std::fill(dst, dst + HW * K, T(0));
+      transpose(data + (n * C + c0) * HW, cw, HW, HW, dst, K);
+    }
+  }
+  // 2. (channel block, roi) units, channel block outermost: a thread keeps its block in cache
+  const int64_t work = plan_entries(plans) * C + R * C * bins;
+  const int nt = threads_for(work, kWorkPerThread);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
+    // dynamic: on a shared machine a descheduled thread must not hold up the others
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t u = 0; u < ncb * R; ++u) {
+      const int64_t cb = u / R, r = u % R;
+      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
+      const Plan<T>& pl = plans[r];
+      T* o = out + (r * C + c0) * bins;
+      if (pl.batch < 0) {
+        std::fill(o, o + cw * bins, T(0));
+        continue;
+      }
+      gather_block(blk.get() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
+      transpose_out(tile.get(), bins, cw, K, o, bins);
+    }
+    stream_fence();
+  }
+}
+
+template <typename T>
+void forward_direct(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t C,
+                    int64_t HW, int64_t R, int64_t C_out, int64_t bins, bool ps) {
+  const int64_t work = plan_entries(plans) * C_out + R * C_out * bins;
+  const int nt = threads_for(work, kWorkPerThread);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t u = 0; u < R * C_out; ++u) {
+    const int64_t r = u / C_out, c = u % C_out;
+    const Plan<T>& pl = plans[r];
+    T* o = out + u * bins;
+    if (pl.batch < 0) {
+      std::fill(o, o + bins, T(0));
+      continue;
+    }
+    for (int64_t b = 0; b < bins; ++b) {
+      const int64_t ci = ps ? c * bins + b : c;
+      const T* plane = data + (pl.batch * C + ci) * HW;
+      T acc = T(0);
+      for (int32_t k = pl.start[b]; k < pl.start[b + 1]; ++k) acc += pl.w[k] * plane[pl.off[k]];
+      o[b] = acc;
+    }
+  }
+}
+
+template <typename T>
+void forward_impl(const T* data, const T* rois, T* out, int64_t N, int64_t C, int64_t H,
+                  int64_t W, int64_t R, const RoiAlignParams& p) {
+  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
+  const int64_t C_out = p.position_sensitive ? C / bins : C;
+  if (R == 0 || C_out == 0) return;
+  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p);
+  if (use_blocked(N, H, W, R, p))
+    forward_blocked(data, plans, out, N, C, H * W, R, bins);
+  else
+    forward_direct(data, plans, out, C, H * W, R, C_out, bins, p.position_sensitive);
+}
+
+// ---- Backward -----------------------------------------------------------------------------
+
+template <typename T>
+void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
+                      int64_t N, int64_t C, int64_t HW, int64_t R, int64_t bins) {
+  constexpr int K = Block<T>::value;
+  const int64_t ncb = ceil_div(C, K);
+  // rois of each image, in order
+  std::vector<std::vector<int64_t>> by_image(N);
+  for (int64_t r = 0; r < R; ++r)
+    if (plans[r].batch >= 0) by_image[plans[r].batch].push_back(r);
+  const int64_t work = plan_entries(plans) * C + R * C * bins + N * C * HW;
+  const int nt = threads_for(work, kWorkPerThread);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    std::unique_ptr<T[]> acc(new T[static_cast<size_t>(HW * K)]);
+    std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
+    // one (image, channel block) of grad_data per unit: disjoint, order fixed inside a unit,
+    // so the result does not depend on which thread takes it
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < N * ncb; ++u) {
+      const int64_t n = u / ncb, cb = u % ncb;
+      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
+      std::fill(acc.get(), acc.get() + HW * K, T(0));
+      if (cw < K) std::fill(tile.get(), tile.get() + bins * K, T(0));
+      // rois in order; the next roi's gradient block is fetched while this one is scattered
+      const std::vector<int64_t>& rl = by_image[n];
+      for (size_t q = 0; q < rl.size(); ++q) {
+        const int64_t r = rl[q];
+        if (q + 1 < rl.size())
+          prefetch_block(grad_out + (rl[q + 1] * C + c0) * bins, cw * bins * int64_t(sizeof(T)));
+        transpose(grad_out + (r * C + c0) * bins, cw, bins, bins, tile.get(), K);
+        scatter_block(acc.get(), plans[r], bins, tile.get());
+      }
+      transpose(acc.get(), HW, cw, K, grad_data + (n * C + c0) * HW, HW);
+    }
+  }
+}
+
+template <typename T>
+void backward_direct(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
+                     int64_t N, int64_t C, int64_t HW, int64_t R, int64_t C_out, int64_t bins,
+                     bool ps) {
+  const int64_t work = plan_entries(plans) * C_out + N * C * HW;
+  const int nt = threads_for(work, kWorkPerThread);
+  // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
+  // position sensitive) of every image: disjoint, rois in order
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t c = 0; c < C_out; ++c) {
+    const int64_t nin = ps ? bins : 1;
+    for (int64_t n = 0; n < N; ++n) {
+      T* g = grad_data + (n * C + c * nin) * HW;
+      std::fill(g, g + nin * HW, T(0));
+    }
+    for (int64_t r = 0; r < R; ++r) {
+      const Plan<T>& pl = plans[r];
+      if (pl.batch < 0) continue;
+      const T* go = grad_out + (r * C_out + c) * bins;
+      for (int64_t b = 0; b < bins; ++b) {
+        const int64_t ci = ps ? c * bins + b : c;
+        T* plane = grad_data + (pl.batch * C + ci) * HW;
+        const T gb = go[b];
+        for (int32_t k = pl.start[b]; k < pl.start[b + 1]; ++k) plane[pl.off[k]] += pl.w[k] * gb;
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_impl(const T* grad_out, const T* rois, T* grad_data, int64_t N, int64_t C,
+                   int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
+  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
+  const int64_t C_out = p.position_sensitive ? C / bins : C;
+  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p);
+  if (use_blocked(N, H, W, R, p))
+    backward_blocked(grad_out, plans, grad_data, N, C, H * W, R, bins);
+  else
+    backward_direct(grad_out, plans, grad_data, N, C, H * W, R, C_out, bins,
+                    p.position_sensitive);
+}
+
+}  // namespace
+
+void roi_align_cpu(DType dt, const void* data, const void* rois, void* out, int64_t N,
+                   int64_t C, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
+  FRCNN_DISPATCH_CPU(dt, "frcnn_roi_align",
+                     forward_impl(static_cast<const scalar_t*>(data),
+                                  static_cast<const scalar_t*>(rois),
+                                  static_cast<scalar_t*>(out), N, C, H, W, R, p));
+}
+
+void roi_align_backward_cpu(DType dt, const void* grad_out, const void* rois, void* grad_data,
+                            int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
+                            const RoiAlignParams& p) {
+  FRCNN_DISPATCH_CPU(dt, "frcnn_roi_align",
+                     backward_impl(static_cast<const scalar_t*>(grad_out),
+                                   static_cast<const scalar_t*>(rois),
+                                   static_cast<scalar_t*>(grad_data), N, C, H, W, R, p));
+}
+
+}  // namespace frcnn

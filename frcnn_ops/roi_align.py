@@ -1,0 +1,94 @@
+"""roi_align (= mx.nd.contrib.ROIAlign)."""
+from . import _dispatch
+from ._lib import _C
+
+__all__ = ["roi_align"]
+
+
+def _pooled(pooled_size):
+    try:
+        v = [int(x) for x in pooled_size]
+    except TypeError:
+        v = [int(pooled_size)] * 2
+    return v
+
+
+def roi_align(data, rois, pooled_size, spatial_scale, sample_ratio=-1, position_sensitive=False,
+              aligned=False, deterministic=False):
+    """Pools each roi of a feature map to a fixed size by bilinear sampling (ROIAlign, He et
+    al., Mask R-CNN); a drop-in for ``mx.nd.contrib.ROIAlign`` (same attributes, same output).
+
+    Roi corners are scaled into the feature map: ``x * spatial_scale - (0.5 if aligned else
+    0)``. Without ``aligned`` the roi's width and height are clamped to at least 1 (no +1
+    anywhere). Each roi is split into ``pooled_size`` bins; a bin is the plain mean of a
+    ``grid_h x grid_w`` grid of samples (``sample_ratio`` per axis, or ``ceil(roi size /
+    pooled size)`` when ``sample_ratio <= 0``), each sample bilinearly interpolated. A sample
+    with y < -1 or y > H (same for x) reads 0 but still counts in the mean; coordinates in
+    [-1, 0] clamp to 0 and at or past the last row/column to H - 1 / W - 1.
+
+    Policies where MXNet has none:
+
+    * a batch index outside ``[0, N)`` (MXNet truncates it to int: -1 < b < N is valid) gives
+      an all-zero roi and no gradient (MXNet's CPU kernel leaves such rows uninitialised);
+    * a roi with a NaN or infinite coordinate gives an all-zero roi and no gradient;
+      NaN never reaches an integer conversion or a memory index;
+    * the adaptive grid is capped at 16384 samples per axis; in aligned mode a roi of
+      size <= 0 has an empty adaptive grid and gives zeros (MXNet aborts);
+    * ``spatial_scale`` must be positive and finite (MXNet accepts [0, 1]).
+
+    Float32 results match MXNet to rounding, not bitwise: the CPU kernel merges samples
+    that read the same pixel and weights them once (relative differences ~1e-7).
+
+    Gradient: w.r.t. ``data`` (each sample's bilinear weights / count), zero for ``rois``.
+    On the CPU the backward is multi-threaded over disjoint channel ranges and bitwise the
+    same for any thread count (``frcnn_ops.set_num_threads``, ``FRCNN_NUM_THREADS``,
+    ``OMP_NUM_THREADS``). On the GPU it scatters with ``atomicAdd`` by default (fast, the
+    float sums' order varies run to run); ``deterministic=True`` or the environment variable
+    ``FRCNN_DETERMINISTIC=1`` selects a gather kernel (each thread owns one element of the
+    data gradient and sums its contributions in a fixed order): bitwise identical run to run.
+    float16 always uses the gather kernel (float32 accumulation).
+
+    Args:
+        data (Tensor[N, C, H, W]): feature maps.
+        rois (Tensor[R, 5]): ``[batch_index, x1, y1, x2, y2]`` in image coordinates (corner
+            format), same dtype as data. R may be 0.
+        pooled_size (int or (int, int)): output (ph, pw).
+        spatial_scale (float): feature map size / image size, e.g. 1/16.
+        sample_ratio (int): samples per bin and axis; <= 0: adaptive.
+        position_sensitive (bool): R-FCN's position-sensitive pooling: C must divide by
+            ph * pw; output channel c of bin (i, j) reads input channel
+            ``c * ph * pw + i * pw + j``.
+        aligned (bool): Detectron2's half-pixel shift, no size clamp.
+        deterministic (bool): GPU backward in a fixed order (see above); the CPU backward
+            always is.
+
+    Returns:
+        Tensor[R, C_out, ph, pw]: ``C_out = C``, or ``C / (ph * pw)`` when position sensitive.
+        Of the kind and dtype of ``data``: MXNet NDArray or Symbol (the registered op
+        ``frcnn_roi_align``), NumPy array (float32/float64; forward only: the gradient is
+        ``frcnn_ops._C.roi_align_backward``) or CuPy array (float32/float64/float16, on CuPy's
+        current stream; forward only, the backward is ``frcnn_ops._C.roi_align_backward_gpu``).
+    """
+    op = "frcnn_roi_align"
+    kind = _dispatch.array_kind(op, data=data, rois=rois)
+    pooled = _pooled(pooled_size)
+    if kind in ("ndarray", "symbol"):
+        F = _dispatch.mx_namespace(kind)
+        kw = dict(pooled_size=tuple(pooled), spatial_scale=spatial_scale,
+                  sample_ratio=sample_ratio, position_sensitive=position_sensitive,
+                  aligned=aligned)
+        if deterministic:
+            kw["deterministic"] = True
+        return F.frcnn_roi_align(data, rois, **kw)
+    args = (pooled, float(spatial_scale), int(sample_ratio), bool(position_sensitive),
+            bool(aligned))
+    if kind == "numpy":
+        data, rois = _dispatch.numpy_inputs(data, rois)
+        return _C.roi_align(data, rois, *args)
+    (data, rois), code = _dispatch.cupy_inputs(op, data=data, rois=rois)
+    import cupy as cp
+    out_shape = _C.roi_align_output_shape(list(data.shape), list(rois.shape), *args)
+    out = cp.empty(tuple(out_shape), dtype=data.dtype)
+    _C.roi_align_gpu(code, data.data.ptr, rois.data.ptr, out.data.ptr, list(data.shape),
+                     list(rois.shape), *args, _dispatch.cupy_stream())
+    return out
