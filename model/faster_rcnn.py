@@ -29,6 +29,19 @@ DEFAULTS = dict(
 )
 
 
+def make_cfg(**overrides):
+    """DEFAULTS with overrides; derives num_class and turns clip=None into -1 (off)."""
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise TypeError("frcnn_model: unknown settings %s (known: %s)"
+                        % (sorted(unknown), ", ".join(sorted(DEFAULTS))))
+    cfg = dict(DEFAULTS, **overrides)
+    cfg["classes"] = tuple(cfg["classes"])
+    cfg["num_class"] = len(cfg["classes"])
+    cfg["clip"] = -1.0 if cfg["clip"] is None else float(cfg["clip"])
+    return cfg
+
+
 class RPNAnchorGenerator(nn.HybridBlock):
     """Holds the anchor constant (1, 1, 128, 128, A*4) and slices it to a feature map."""
 
@@ -124,8 +137,7 @@ def detect(F, net, x, cfg):
     proposals = F.repeat(rpn_boxes, repeats=num_class, axis=0)            # (B*C, N, 4)
     stds = cfg["box_stds"]
     bboxes = F.frcnn_box_decode(deltas, proposals, std0=stds[0], std1=stds[1], std2=stds[2],
-                                std3=stds[3], clip=-1.0 if cfg["clip"] is None else cfg["clip"],
-                                format="corner")
+                                std3=stds[3], clip=cfg["clip"], format="corner")
     # 9. per-class NMS, each (image, class) its own batch: (B*C, N, 6)
     res = F.frcnn_nms(F.concat(ids, scores, bboxes, dim=-1), overlap_thresh=cfg["nms_thresh"],
                       topk=cfg["nms_topk"], valid_thresh=0.0001, id_index=0, score_index=1,
@@ -146,9 +158,8 @@ class FasterRCNN(nn.HybridBlock):
 
     def __init__(self, features, top_features, **cfg):
         super().__init__()
-        cfg = dict(DEFAULTS, **cfg)
-        self.classes = tuple(cfg["classes"])
-        cfg["num_class"] = len(self.classes)
+        cfg = make_cfg(**cfg)
+        self.classes = cfg["classes"]
         self._frcnn_cfg = cfg
         with self.name_scope():
             self.features = features
@@ -201,7 +212,8 @@ def stages(net, x):
     props = F.frcnn_proposal(rpn_scores, rpn_deltas, anchors, image_size(F, x),
                              rpn_pre_nms_top_n=cfg["rpn_test_pre_nms"],
                              rpn_post_nms_top_n=cfg["rpn_test_post_nms"],
-                             threshold=cfg["rpn_nms_thresh"], rpn_min_size=cfg["rpn_min_size"])
+                             threshold=cfg["rpn_nms_thresh"], rpn_min_size=cfg["rpn_min_size"],
+                             clip=cfg["clip"])
     return {"rpn_scores": rpn_scores[0, :, 0].asnumpy(), "rpn_boxes": boxes[0].asnumpy(),
             "proposals": props[0].asnumpy()}
 
