@@ -7,11 +7,12 @@ SymbolBlocks. Without MXNet the NumPy and CuPy API still works.
 from . import _lib
 from ._lib import _C
 from .box_coder import box_decode, clip_boxes
+from .gluoncv_patch import patch_gluoncv
 from .proposal import nms, proposal
 from .roi_align import roi_align
 
 __version__ = "0.1.0"
-__all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "build_info",
+__all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "patch_gluoncv", "build_info",
            "get_num_threads", "set_num_threads",
            "mxnet_available"]
 
