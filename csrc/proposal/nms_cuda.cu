@@ -11,8 +11,7 @@ namespace {
 using nms_dev::Carver;
 using nms_dev::DevBoxes;
 
-template <typename T>
-using KeyOf = typename std::conditional<std::is_same<T, double>::value, uint64_t, uint32_t>::type;
+using nms_dev::KeyOf;
 
 // Larger problems need more than 1 GiB of IoU bits: refused with a clear message.
 constexpr size_t kMaxMaskBytes = size_t(1) << 30;

@@ -16,6 +16,10 @@ namespace {  // each .cu file gets its own copy of these kernels
 
 constexpr int kBlock = 64;  // boxes per mask word
 
+// Score sort key of a dtype: 32 bits for float and half (keyed as float), 64 for double.
+template <typename T>
+using KeyOf = typename std::conditional<std::is_same<T, double>::value, uint64_t, uint32_t>::type;
+
 // Carves one scratch buffer into aligned pieces. With base == nullptr it only measures.
 struct Carver {
   char* base;

@@ -12,8 +12,7 @@ namespace {
 using nms_dev::Carver;
 using nms_dev::DevBoxes;
 
-template <typename T>
-using KeyOf = typename std::conditional<std::is_same<T, double>::value, uint64_t, uint32_t>::type;
+using nms_dev::KeyOf;
 
 template <typename T>
 __global__ void score_keys_kernel(const T* scores, int64_t total, KeyOf<T>* keys,
