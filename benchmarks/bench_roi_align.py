@@ -12,26 +12,10 @@ import numpy as np
 import pytest
 
 from benchutil import mx_sync
-from shapes import FEAT_C, FEAT_HW, IMAGE_HW
+from shapes import FEAT_C, ROI_POOLED as POOLED, ROI_SAMPLE_RATIO as SAMPLE_RATIO
+from shapes import ROI_SCALE as SCALE, feature_map, seed_rois
 
-POOLED = (14, 14)
-SCALE = 1.0 / 16
-SAMPLE_RATIO = 2
 IMPLS = ["frcnn_ops", "mx.contrib"]
-
-
-def seed_rois(n, seed=0):
-    """n realistic proposals inside the 600x800 image: width/height 16..400, batch index 0."""
-    rng = np.random.default_rng(seed)
-    hw = np.array(IMAGE_HW[::-1], np.float64)  # (800, 600) as (x, y)
-    wh = rng.uniform(16, 400, size=(n, 2))
-    xy = rng.uniform(0, 1, size=(n, 2)) * (hw - wh)
-    return np.concatenate([np.zeros((n, 1)), xy, xy + wh], axis=1).astype(np.float32)
-
-
-def feature_map(channels=FEAT_C, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(1, channels) + FEAT_HW).astype(np.float32)
 
 
 def _op(mx, impl):
