@@ -123,6 +123,13 @@ def _version(name):
         return None
 
 
+def _loadavg():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine_info(args):
     import frcnn_ops
     info = {
@@ -141,6 +148,7 @@ def machine_info(args):
         "cupy": _version("cupy") or _version("cupy-cuda12x") or _version("cupy-cuda11x"),
         "device": args.device,
         "quick": args.quick,
+        "loadavg_start": _loadavg(),
     }
     if args.device == "gpu":
         try:
@@ -290,9 +298,11 @@ def main(argv=None):
         sweep_points = SW.points(args.sweep_sizes)
 
     info = machine_info(args)
-    header = ("frcnn-bench: frcnn_ops %s on %s (%s cpus), %s; frcnn_ops threads %d, "
+    load = info["loadavg_start"]
+    header = ("frcnn-bench: frcnn_ops %s on %s (%s cpus, load %s), %s; frcnn_ops threads %d, "
               "OMP_NUM_THREADS %s; mxnet %s, gluoncv %s%s"
               % (frcnn_ops.__version__, info["cpu"], info["cpu_count"],
+                 "%.2f" % load[0] if load else "?",
                  "GPU " + str(info.get("gpu")) if args.device == "gpu" else "CPU",
                  info["threads"]["frcnn_ops"], info["threads"]["OMP_NUM_THREADS"] or "unset",
                  info["mxnet"], info["gluoncv"] or "-",
@@ -321,6 +331,10 @@ def main(argv=None):
         print("Scaling sweeps (median ms):")
         print(sweeps_table(sweep_rows))
     notes = notes + env.notes
+    if load and load[0] > 0.5:
+        notes.append("the 1-minute load average was %.2f on %s cpus when this run started: "
+                     "other work shared the CPU, so timings are noisy (OpenMP kernels that use "
+                     "every core suffer most)" % (load[0], info["cpu_count"]))
     if any(r["agreement"] == "timing-only" for r in rows):
         notes.append("timing only: the reference follows other conventions (mx.nd.contrib."
                      "Proposal: +1 widths and its own anchors; torchvision: topk before the "
@@ -335,6 +349,7 @@ def main(argv=None):
           % (len(rows), "" if len(rows) == 1 else "s", elapsed,
              " %d FAILED." % len(failed) if failed else ""))
 
+    info["loadavg_end"] = _loadavg()
     if args.json:
         doc = dict(machine=info, args={k: v for k, v in vars(args).items()}, rows=rows,
                    sweeps=sweep_rows, notes=notes, ok=not failed, elapsed_s=elapsed)

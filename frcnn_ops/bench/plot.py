@@ -12,7 +12,7 @@ def plot(path, rows, sweeps, title):
 
     timed = [r for r in rows if r.get("speedup")]
     fig = plt.figure(figsize=(15, max(6.0, 0.42 * len(timed) + 1.5)))
-    grid = fig.add_gridspec(2, 2, width_ratios=(1.35, 1.0), hspace=0.35, wspace=0.55)
+    grid = fig.add_gridspec(2, 2, width_ratios=(1.3, 1.0), hspace=0.35, wspace=0.2)
 
     ax = fig.add_subplot(grid[:, 0])
     if timed:
