@@ -164,6 +164,7 @@ def run_comparison(comp, budget):
     from .cases import Agreement, to_numpy
     from .timing import time_pair
 
+    row_start = time.perf_counter()
     row = dict(case=comp.group, op=comp.op, shape=comp.shape, reference=comp.reference,
                ref_ms=None, ours_ms=None, speedup=None, pairs=0)
     try:
@@ -185,6 +186,7 @@ def run_comparison(comp, budget):
             agreement = Agreement("error", "while timing: %s: %s" % (type(e).__name__, e))
     row["agreement"] = agreement.status
     row["check"] = agreement.detail
+    row["seconds"] = round(time.perf_counter() - row_start, 2)  # setup, check and timing
     return row
 
 
@@ -233,9 +235,9 @@ def rows_table(rows):
 
 
 def sweeps_table(points):
-    headers = ("sweep", "size", "reference", "ref ms", "ours ms", "speedup", "pairs")
+    headers = ("sweep", "size", "reference", "ref ms", "ours ms", "speedup", "runs")
     lines = [(p["sweep"], p["x"], p["reference"] if p["ref_ms"] is not None else "(left out)",
-              _ms(p["ref_ms"]), _ms(p["ours_ms"]), _speedup(p["speedup"]), p["pairs"])
+              _ms(p["ref_ms"]), _ms(p["ours_ms"]), _speedup(p["speedup"]), p["runs"])
              for p in points]
     return format_table(headers, lines, right=(1, 3, 4, 5, 6))
 
@@ -328,7 +330,8 @@ def main(argv=None):
     print(rows_table(rows) if rows else "(no comparisons ran)")
     if sweep_rows:
         print()
-        print("Scaling sweeps (median ms):")
+        print("Scaling sweeps (median ms; each side timed in its own block; speedup = ratio of "
+              "the medians):")
         print(sweeps_table(sweep_rows))
     notes = notes + env.notes
     if load and load[0] > 0.5:
