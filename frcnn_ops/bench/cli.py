@@ -318,7 +318,7 @@ def main(argv=None):
         rows.append(run_comparison(comp, budget))
         progress.done()
     sweep_rows = []
-    sweep_budget = Budget(min_pairs=1 if args.quick else 2, max_pairs=50,
+    sweep_budget = Budget(min_pairs=1 if args.quick else 3, max_pairs=50,
                           budget_s=budget.budget_s / 2, warmup_s=budget.warmup_s)
     for sweep, n in sweep_points:
         progress.start("sweep %s %d" % (sweep, n))
@@ -335,9 +335,10 @@ def main(argv=None):
         print(sweeps_table(sweep_rows))
     notes = notes + env.notes
     if load and load[0] > 0.5:
-        notes.append("the 1-minute load average was %.2f on %s cpus when this run started: "
-                     "other work shared the CPU, so timings are noisy (OpenMP kernels that use "
-                     "every core suffer most)" % (load[0], info["cpu_count"]))
+        notes.append("the 1-minute load average was %.2f on %s cpus when this run started "
+                     "(it counts the last minute's work, this shell's too): if other work was "
+                     "running, timings are noisy; OpenMP kernels that use every core suffer "
+                     "most" % (load[0], info["cpu_count"]))
     if any(r["agreement"] == "timing-only" for r in rows):
         notes.append("timing only: the reference follows other conventions (mx.nd.contrib."
                      "Proposal: +1 widths and its own anchors; torchvision: topk before the "

@@ -3,9 +3,11 @@ forward, C=1024, ours vs mx.nd.contrib.ROIAlign) and against the number of ancho
 6000->300, ours vs mx.nd.contrib.Proposal).
 
 Unlike the table's rows, a sweep point times each side in its own block (ours, ours, ...,
-then the reference, ...): these are curves of time against size, and at the large roi counts
-a call that follows a 1-2 s contrib call (800 MB of output) runs up to 2x slower than in a
-steady run, which bent our curve. The speedup of a point is the ratio of the two medians."""
+then the reference, ...): these are curves of time against size, steady-state ("hot") times.
+A call that follows other work runs slower than back to back (on the 2-core VM of
+docs/BENCHMARKS.md: ~2x for a 1 ms proposal, up to 2x for roi_align after a 2 s contrib call),
+so the table's interleaved times are higher for our fast ops, and interleaving bent the
+curve where contrib is left out. The speedup of a point is the ratio of the two medians."""
 from . import shapes as S
 from .cases import contrib_proposal_fns, mx_roi_align_fns
 from .timing import time_one
