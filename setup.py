@@ -93,6 +93,7 @@ setup(
     python_requires=">=3.8",
     install_requires=["numpy"],
     extras_require={"mxnet": ["mxnet>=1.9,<1.10", "numpy<1.24"]},
-    entry_points={"console_scripts": ["frcnn-detect=frcnn_model.detect:main"]},
+    entry_points={"console_scripts": ["frcnn-detect=frcnn_model.detect:main",
+                                     "frcnn-bench=frcnn_ops.bench.cli:main"]},
     zip_safe=False,
 )

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import frcnn_ops
-from shapes import detections, im_info, pre_nms_boxes, rpn_anchors, rpn_deltas, rpn_scores
+from frcnn_ops.bench.cases import roi_kw, torchvision_proposal
+from shapes import (detections, feature_map, im_info, pre_nms_boxes, rpn_anchors, rpn_deltas,
+                    rpn_scores, seed_rois)
 
 cp = pytest.importorskip("cupy")
 try:
@@ -31,22 +33,6 @@ def _torch():
     return torch, tv
 
 
-def _torchvision_proposal(torch, tv, scores, deltas, anchors, hw, pre, post):
-    """torchvision's RPN post-processing: topk, decode, clip, remove_small_boxes, nms, top post."""
-    s, idx = scores.topk(pre)
-    d, a = deltas[idx], anchors[idx]
-    wa, ha = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
-    xa, ya = a[:, 0] + 0.5 * wa, a[:, 1] + 0.5 * ha
-    cx, cy = d[:, 0] * wa + xa, d[:, 1] * ha + ya
-    w, h = torch.exp(d[:, 2]) * wa, torch.exp(d[:, 3]) * ha
-    boxes = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=1)
-    boxes = tv.ops.clip_boxes_to_image(boxes, hw)
-    keep = tv.ops.remove_small_boxes(boxes, 16.0)
-    boxes, s = boxes[keep], s[keep]
-    keep = tv.ops.nms(boxes, s, 0.7)[:post]
-    return boxes[keep], s[keep]
-
-
 @pytest.mark.parametrize("impl", ["frcnn_ops", "torchvision"])
 @pytest.mark.parametrize("pre,post", [(6000, 300), (12000, 2000)], ids=["test", "train"])
 def test_gpu_proposal(benchmark, impl, pre, post):
@@ -60,7 +46,7 @@ def test_gpu_proposal(benchmark, impl, pre, post):
         S = torch.as_tensor(scores[0, :, 0], device="cuda")
         D = torch.as_tensor(deltas[0], device="cuda")
         A = torch.as_tensor(anchors[0], device="cuda")
-        fn = _sync(lambda: (_torchvision_proposal(torch, tv, S, D, A, (600, 800), pre, post),
+        fn = _sync(lambda: (torchvision_proposal(torch, tv, S, D, A, (600, 800), pre, post),
                             torch.cuda.synchronize()))
     benchmark(fn)
 
@@ -114,4 +100,21 @@ def test_gpu_box_decode(benchmark, impl):
             w, h = cp.exp(D[..., 2] * 0.2) * wa / 2, cp.exp(D[..., 3] * 0.2) * ha / 2
             return cp.stack([ox - w, oy - h, ox + w, oy + h], axis=-1)
         fn = _sync(composite)
+    benchmark(fn)
+
+
+@pytest.mark.parametrize("impl", ["frcnn_ops", "torchvision"])
+def test_gpu_roi_align(benchmark, impl):
+    benchmark.group = "gpu roi_align fwd: 300 rois 1x1024x38x50 14x14 s2"
+    feat, rois, kw = feature_map(), seed_rois(), roi_kw()
+    if impl == "frcnn_ops":
+        X, R = cp.asarray(feat), cp.asarray(rois)
+        fn = _sync(lambda: frcnn_ops.roi_align(X, R, **kw))
+    else:
+        torch, tv = _torch()
+        X = torch.as_tensor(feat, device="cuda")
+        R = torch.as_tensor(rois, device="cuda")
+        fn = _sync(lambda: (tv.ops.roi_align(X, R, kw["pooled_size"], kw["spatial_scale"],
+                                             kw["sample_ratio"], aligned=False),
+                            torch.cuda.synchronize()))
     benchmark(fn)

@@ -1,34 +1,23 @@
 """The RPN proposal step and nms at the seed's shapes and in sweeps.
 
 proposal against GluonCV's composite (RPNProposal + box_nms + slice, hybridized), against
-mx.nd.contrib.Proposal (same counts; older +1 conventions) and the NumPy reference; nms against
-mx.nd.contrib.box_nms."""
+mx.nd.contrib.Proposal (same counts; older +1 conventions), the NumPy reference and
+torchvision.ops' composite on the CPU (when torchvision is installed); nms against
+mx.nd.contrib.box_nms and torchvision.ops.nms / batched_nms. Ours runs through MXNet against
+MXNet and GluonCV, through NumPy against NumPy and torchvision (as in frcnn-bench)."""
 import numpy as np
 import pytest
 
 import frcnn_ops
 from benchutil import mx_sync
+from frcnn_ops.bench.cases import NMS_CLASS, NMS_RPN, gluoncv_proposal_block, torchvision_proposal
 from shapes import (FEAT_HW, IMAGE_HW, detections, feature_for_anchors, im_info, pre_nms_boxes,
                     rpn_anchors, rpn_deltas, rpn_scores)
 
 
 def _gluoncv_block(mx, pre, post):
-    from gluoncv.model_zoo.rcnn.rpn.proposal import RPNProposal
-
-    class GluonCVProposal(mx.gluon.HybridBlock):
-        def __init__(self):
-            super().__init__()
-            self.prop = RPNProposal(clip=None, min_size=16, stds=(1.0, 1.0, 1.0, 1.0))
-
-        def hybrid_forward(self, F, anchors, scores, deltas, img):
-            pre_t = self.prop(anchors, scores, deltas, img)
-            tmp = F.contrib.box_nms(pre_t, overlap_thresh=0.7, topk=pre, coord_start=1,
-                                    score_index=0, id_index=-1, force_suppress=True)
-            return F.slice_axis(tmp, axis=1, begin=0, end=post)
-
-    net = GluonCVProposal()
-    net.hybridize(static_alloc=True, static_shape=True)
-    return net
+    pytest.importorskip("gluoncv")
+    return gluoncv_proposal_block(mx, pre, post)
 
 
 def _proposal_callable(mx, impl, feat_hw, pre, post, batch=1):
@@ -57,11 +46,22 @@ def _proposal_callable(mx, impl, feat_hw, pre, post, batch=1):
             cls_prob, bbox, info3, rpn_pre_nms_top_n=pre, rpn_post_nms_top_n=post,
             threshold=0.7, rpn_min_size=16, scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2),
             feature_stride=16))
+    if impl == "frcnn_ops.numpy":
+        return lambda: frcnn_ops.proposal(scores, deltas, anchors, info, pre, post)
+    if impl == "torchvision":
+        torch = pytest.importorskip("torch")
+        tv = pytest.importorskip("torchvision")
+        Sx, D, A = (torch.from_numpy(x) for x in (scores[0, :, 0], deltas[0], anchors[0]))
+        return lambda: torchvision_proposal(torch, tv, Sx, D, A, img_hw, pre, post)
     from frcnn_ops import reference as ref
     return lambda: ref.proposal(scores, deltas, anchors, info, pre, post)
 
 
-@pytest.mark.parametrize("impl", ["frcnn_ops", "gluoncv", "mx.contrib.Proposal", "numpy_ref"])
+SEED_IMPLS = ["frcnn_ops", "frcnn_ops.numpy", "gluoncv", "mx.contrib.Proposal", "numpy_ref",
+              "torchvision"]
+
+
+@pytest.mark.parametrize("impl", SEED_IMPLS)
 @pytest.mark.parametrize("pre,post", [(6000, 300), (12000, 2000)], ids=["test", "train"])
 def test_proposal_seed(benchmark, mx, impl, pre, post):
     benchmark.group = "proposal 28500 anchors %d->%d" % (pre, post)
@@ -89,22 +89,47 @@ def test_proposal_sweep_pre_nms(benchmark, mx, impl, pre):
     benchmark(_proposal_callable(mx, impl, FEAT_HW, pre, min(300, pre)))
 
 
-@pytest.mark.parametrize("impl", ["frcnn_ops", "mx.contrib.box_nms"])
+def _torch():
+    return pytest.importorskip("torch"), pytest.importorskip("torchvision")
+
+
+NMS_IMPLS = ["frcnn_ops", "mx.contrib.box_nms", "frcnn_ops.numpy", "torchvision"]
+
+
+@pytest.mark.parametrize("impl", NMS_IMPLS)
 @pytest.mark.parametrize("n", [6000, 12000])
 def test_nms_rpn_boxes(benchmark, mx, impl, n):
     benchmark.group = "nms %d boxes (rpn, 0.7)" % n
-    x = mx.nd.array(pre_nms_boxes(n))
-    kw = dict(overlap_thresh=0.7, coord_start=1, score_index=0, id_index=-1,
-              force_suppress=True)
-    f = mx.nd.frcnn_nms if impl == "frcnn_ops" else mx.nd.contrib.box_nms
-    benchmark(mx_sync(lambda: f(x, **kw)))
+    data = pre_nms_boxes(n)
+    if impl == "frcnn_ops.numpy":
+        fn = lambda: frcnn_ops.nms(data, **NMS_RPN)  # noqa: E731
+    elif impl == "torchvision":
+        torch, tv = _torch()
+        B, S = torch.from_numpy(data[0, :, 1:].copy()), torch.from_numpy(data[0, :, 0].copy())
+        fn = lambda: tv.ops.nms(B, S, 0.7)  # noqa: E731
+    else:
+        x = mx.nd.array(data)
+        f = mx.nd.frcnn_nms if impl == "frcnn_ops" else mx.nd.contrib.box_nms
+        fn = mx_sync(lambda: f(x, **NMS_RPN))
+    benchmark(fn)
 
 
-@pytest.mark.parametrize("impl", ["frcnn_ops", "mx.contrib.box_nms"])
+@pytest.mark.parametrize("impl", NMS_IMPLS)
 def test_nms_per_class(benchmark, mx, impl):
     benchmark.group = "nms per class 20x300 (topk 400, 0.3)"
-    x = mx.nd.array(detections())
-    kw = dict(overlap_thresh=0.3, topk=400, valid_thresh=0.0001, id_index=0, score_index=1,
-              coord_start=2, force_suppress=False)
-    f = mx.nd.frcnn_nms if impl == "frcnn_ops" else mx.nd.contrib.box_nms
-    benchmark(mx_sync(lambda: f(x, **kw)))
+    data = detections()
+    if impl == "frcnn_ops.numpy":
+        fn = lambda: frcnn_ops.nms(data, **NMS_CLASS)  # noqa: E731
+    elif impl == "torchvision":
+        torch, tv = _torch()
+        flat = data.reshape(-1, 6)
+        valid = flat[:, 1] > NMS_CLASS["valid_thresh"]
+        B = torch.from_numpy(flat[valid, 2:].copy())
+        S = torch.from_numpy(flat[valid, 1].copy())
+        Id = torch.from_numpy(flat[valid, 0].astype(np.int64))
+        fn = lambda: tv.ops.batched_nms(B, S, Id, 0.3)  # noqa: E731
+    else:
+        x = mx.nd.array(data)
+        f = mx.nd.frcnn_nms if impl == "frcnn_ops" else mx.nd.contrib.box_nms
+        fn = mx_sync(lambda: f(x, **NMS_CLASS))
+    benchmark(fn)

@@ -1,6 +1,8 @@
 """roi_align at the seed's shape (300 rois on 1x1024x38x50, pooled 14x14, spatial_scale 1/16,
 sample_ratio 2) against mx.nd.contrib.ROIAlign, forward and forward+backward (autograd with a
-head gradient), plus small sweeps over the number of rois and channels.
+head gradient), and against torchvision.ops.roi_align on the CPU when torchvision is installed
+(ours through NumPy then: frcnn_ops.roi_align and _C.roi_align_backward), plus small sweeps
+over the number of rois and channels.
 
     pytest benchmarks/bench_roi_align.py --benchmark-only --benchmark-group-by=group
     pytest benchmarks/bench_roi_align.py --benchmark-only --benchmark-group-by=group -k seed
@@ -8,30 +10,13 @@ head gradient), plus small sweeps over the number of rois and channels.
 contrib's forward+backward is single-threaded and slow (~4 s at the seed shape on 2 cores), so
 it runs a fixed 2 rounds and is left out of the large sweep points.
 """
-import numpy as np
 import pytest
 
 from benchutil import mx_sync
-from shapes import FEAT_C, FEAT_HW, IMAGE_HW
+from shapes import FEAT_C, ROI_POOLED as POOLED, ROI_SAMPLE_RATIO as SAMPLE_RATIO
+from shapes import ROI_SCALE as SCALE, feature_map, roi_head_grad, seed_rois
 
-POOLED = (14, 14)
-SCALE = 1.0 / 16
-SAMPLE_RATIO = 2
 IMPLS = ["frcnn_ops", "mx.contrib"]
-
-
-def seed_rois(n, seed=0):
-    """n realistic proposals inside the 600x800 image: width/height 16..400, batch index 0."""
-    rng = np.random.default_rng(seed)
-    hw = np.array(IMAGE_HW[::-1], np.float64)  # (800, 600) as (x, y)
-    wh = rng.uniform(16, 400, size=(n, 2))
-    xy = rng.uniform(0, 1, size=(n, 2)) * (hw - wh)
-    return np.concatenate([np.zeros((n, 1)), xy, xy + wh], axis=1).astype(np.float32)
-
-
-def feature_map(channels=FEAT_C, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(1, channels) + FEAT_HW).astype(np.float32)
 
 
 def _op(mx, impl):
@@ -54,8 +39,7 @@ def fwd_bwd_fn(mx, impl, rois, channels):
     x.attach_grad()
     r = mx.nd.array(rois)
     op = _op(mx, impl)
-    head = mx.nd.array(np.random.default_rng(1).normal(
-        size=(rois.shape[0], channels) + POOLED).astype(np.float32))
+    head = mx.nd.array(roi_head_grad(rois.shape[0], channels))
 
     def step():
         with mx.autograd.record():
@@ -72,18 +56,54 @@ def _run(benchmark, impl, fn, slow):
         benchmark(fn)
 
 
+def numpy_fn(impl, backward):
+    """Ours through NumPy, or torchvision.ops.roi_align on CPU tensors."""
+    feat, rois, head = feature_map(), seed_rois(300), roi_head_grad(300)
+    args = (POOLED, SCALE, SAMPLE_RATIO)
+    if impl == "frcnn_ops.numpy":
+        import frcnn_ops
+        from frcnn_ops._lib import _C
+
+        def ours():
+            y = frcnn_ops.roi_align(feat, rois, *args)
+            if backward:
+                return y, _C.roi_align_backward(head, rois, list(feat.shape), list(POOLED),
+                                                SCALE, SAMPLE_RATIO, False, False)
+            return y
+        return ours
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    X, R, H = torch.from_numpy(feat), torch.from_numpy(rois), torch.from_numpy(head)
+
+    def theirs():
+        if not backward:
+            return tv.ops.roi_align(X, R, *args, aligned=False)
+        x = X.clone().requires_grad_(True)
+        y = tv.ops.roi_align(x, R, *args, aligned=False)
+        y.backward(H)
+        return y, x.grad
+    return theirs
+
+
 # ---- The seed shape -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("impl", IMPLS)
+SEED_IMPLS = IMPLS + ["frcnn_ops.numpy", "torchvision"]
+
+
+@pytest.mark.parametrize("impl", SEED_IMPLS)
 def test_seed_forward(benchmark, mx, impl):
     benchmark.group = "roi_align seed fwd: 300 rois 1x1024x38x50 14x14 s2"
-    _run(benchmark, impl, forward_fn(mx, impl, seed_rois(300), FEAT_C), slow=False)
+    fn = numpy_fn(impl, False) if impl not in IMPLS else forward_fn(mx, impl, seed_rois(300),
+                                                                    FEAT_C)
+    _run(benchmark, impl, fn, slow=False)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", SEED_IMPLS)
 def test_seed_forward_backward(benchmark, mx, impl):
     benchmark.group = "roi_align seed fwd+bwd: 300 rois 1x1024x38x50 14x14 s2"
-    _run(benchmark, impl, fwd_bwd_fn(mx, impl, seed_rois(300), FEAT_C), slow=True)
+    fn = numpy_fn(impl, True) if impl not in IMPLS else fwd_bwd_fn(mx, impl, seed_rois(300),
+                                                                   FEAT_C)
+    _run(benchmark, impl, fn, slow=True)
 
 
 # ---- Sweeps (contrib only where it takes at most a few seconds) ---------------------------
