@@ -93,7 +93,9 @@ void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
     std::memcpy(out, data, static_cast<size_t>(batches * n * width) * sizeof(T));
     return;
   }
-  const int nt = threads_for(batches, 1);
+  // Threads across batches only for enough rows (~1 ms): a shorter parallel region gains
+  // little and stalls for a scheduler slice when another process holds a core.
+  const int nt = std::min(threads_for(batches, 1), threads_for(batches * n, 32768));
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
   for (int64_t b = 0; b < batches; ++b)
     nms_one<T>(data + b * n * width, out + b * n * width, n, width, p);

@@ -99,7 +99,9 @@ template <typename T>
 void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* im_info, T* out,
                    int64_t B, int64_t N, int64_t anchor_batch, int64_t info_cols,
                    const ProposalParams& p) {
-  const int nt = threads_for(B, 1);
+  // One image takes ~0.4 ms (6000 -> 300): threads from two images a thread, so that a
+  // parallel region is long enough to be worth a possible scheduler stall on a busy machine.
+  const int nt = threads_for(B, 2);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
   for (int64_t b = 0; b < B; ++b) {
     proposal_one<T>(scores + b * N, deltas + b * N * 4,
