@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the CPU library with AddressSanitizer + UndefinedBehaviorSanitizer in a scratch copy
+# of this checkout and runs the op tests under it (the sanitizer runtimes preloaded into
+# Python). Needs the test environment of the README (mxnet, gluoncv, pytest) active.
+#   tools/sanitize.sh [pytest args...]     default: the op tests
+# No suppressions are needed so far; leak checking is off (Python and MXNet keep their
+# allocations until exit).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+git -C "$root" ls-files -z | (cd "$root" && xargs -0 cp --parents -t "$work")
+cd "$work"
+FRCNN_CUDA=0 FRCNN_SANITIZE=address,undefined FRCNN_BUILD_TYPE=RelWithDebInfo \
+  FRCNN_BUILD_DIR="$work/build" python setup.py build_ext --inplace >"$work/build.log" 2>&1 \
+  || { tail -30 "$work/build.log"; exit 1; }
+mkdir -p "$work/path" && ln -s "$work/model" "$work/path/frcnn_model"
+export FRCNN_CUDA=0
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+if [ $# -eq 0 ]; then
+  set -- tests/test_box_coder.py tests/test_proposal.py tests/test_roi_align.py
+fi
+PYTHONPATH="$work/path:$work" python -m pytest -q -p no:cacheprovider "$@"
