@@ -91,6 +91,16 @@ def test_box_decode_matches_mxnet_contrib(mx, rng, fmt, stds, clip):
     np.testing.assert_array_equal(ours, theirs)
 
 
+def test_box_decode_wide_exponents_bitwise_vs_mxnet_contrib(mx, rng):
+    """The float32 path's vectorised exp (double polynomial) rounds like MXNet's double exp."""
+    data = rng.uniform(-25, 25, size=(4, 250000, 4)).astype(np.float32)
+    data[0, :8, 2] = [np.nan, np.inf, -np.inf, 88.7, 88.8, -103.0, -104.0, 0.0]
+    anchors = np.tile(np.float32([[[10, 20, 30, 40]]]), (1, 250000, 1))
+    ours = mx.nd.frcnn_box_decode(mx.nd.array(data), mx.nd.array(anchors), format="corner")
+    theirs = mx.nd.contrib.box_decode(mx.nd.array(data), mx.nd.array(anchors), format="corner")
+    np.testing.assert_array_equal(ours.asnumpy(), theirs.asnumpy())
+
+
 def test_box_decode_float64_matches_mxnet_contrib(mx, rng):
     data, anchors = _decode_inputs(rng, 1, 2000, "corner", np.float64)
     ours = mx.nd.frcnn_box_decode(mx.nd.array(data, dtype="float64"),

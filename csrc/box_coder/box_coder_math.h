@@ -41,26 +41,40 @@ HOST_DEVICE_INLINE void anchor_center(const A a0, const A a1, const A a2, const 
   }
 }
 
-// Decode one box. A is the arithmetic type (float for half storage).
+// The exponent inputs of a box: dw = d2 * std2, dh = d3 * std3, each min'ed with clip > 0.
 template <typename A>
-HOST_DEVICE_INLINE void decode_box(const A d[4], const A anc[4], const BoxDecodeParams& p,
-                                   A out[4]) {
+HOST_DEVICE_INLINE void decode_exp_inputs(const A d[4], const BoxDecodeParams& p, A* dw, A* dh) {
+  *dw = d[2] * A(p.std[2]);
+  *dh = d[3] * A(p.std[3]);
+  if (p.clip > 0.f) {
+    *dw = *dw < A(p.clip) ? *dw : A(p.clip);
+    *dh = *dh < A(p.clip) ? *dh : A(p.clip);
+  }
+}
+
+// The rest of the decode, given ew = exp(dw) and eh = exp(dh).
+template <typename A>
+HOST_DEVICE_INLINE void decode_finish(const A d[4], const A anc[4], const BoxDecodeParams& p,
+                                      A ew, A eh, A out[4]) {
   A xa, ya, wa, ha;
   anchor_center(anc[0], anc[1], anc[2], anc[3], p.corner, &xa, &ya, &wa, &ha);
   const A ox = d[0] * A(p.std[0]) * wa + xa;
   const A oy = d[1] * A(p.std[1]) * ha + ya;
-  A dw = d[2] * A(p.std[2]);
-  A dh = d[3] * A(p.std[3]);
-  if (p.clip > 0.f) {
-    dw = dw < A(p.clip) ? dw : A(p.clip);
-    dh = dh < A(p.clip) ? dh : A(p.clip);
-  }
-  const A ow = exp_rounded(dw) * wa * A(0.5);
-  const A oh = exp_rounded(dh) * ha * A(0.5);
+  const A ow = ew * wa * A(0.5);
+  const A oh = eh * ha * A(0.5);
   out[0] = ox - ow;
   out[1] = oy - oh;
   out[2] = ox + ow;
   out[3] = oy + oh;
+}
+
+// Decode one box. A is the arithmetic type (float for half storage).
+template <typename A>
+HOST_DEVICE_INLINE void decode_box(const A d[4], const A anc[4], const BoxDecodeParams& p,
+                                   A out[4]) {
+  A dw, dh;
+  decode_exp_inputs(d, p, &dw, &dh);
+  decode_finish(d, anc, p, exp_rounded(dw), exp_rounded(dh), out);
 }
 
 // Gradient of decode_box w.r.t. the deltas, given the gradient g of the 4 outputs.
