@@ -59,7 +59,7 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
     if topk == 0:
         return data.copy()
     t = data.dtype.type
-    flat = data.reshape(-1, data.shape[-2], data.shape[-1])
+    flat = data.reshape(int(np.prod(data.shape[:-2])), data.shape[-2], data.shape[-1])
     out = np.full_like(flat, -1)
     center = in_format == "center"
     for b, rows in enumerate(flat):
