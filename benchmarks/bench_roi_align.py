@@ -13,8 +13,8 @@ it runs a fixed 2 rounds and is left out of the large sweep points.
 import pytest
 
 from benchutil import mx_sync
-from shapes import FEAT_C, ROI_POOLED as POOLED, ROI_SAMPLE_RATIO as SAMPLE_RATIO
-from shapes import ROI_SCALE as SCALE, feature_map, roi_head_grad, seed_rois
+from frcnn_ops.bench.cases import numpy_roi_align_fns, roi_kw
+from shapes import FEAT_C, feature_map, roi_head_grad, seed_rois
 
 IMPLS = ["frcnn_ops", "mx.contrib"]
 
@@ -23,15 +23,11 @@ def _op(mx, impl):
     return mx.nd.frcnn_roi_align if impl == "frcnn_ops" else mx.nd.contrib.ROIAlign
 
 
-def _kw():
-    return dict(pooled_size=POOLED, spatial_scale=SCALE, sample_ratio=SAMPLE_RATIO)
-
-
 def forward_fn(mx, impl, rois, channels):
     x = mx.nd.array(feature_map(channels))
     r = mx.nd.array(rois)
     op = _op(mx, impl)
-    return mx_sync(lambda: op(x, r, **_kw()))
+    return mx_sync(lambda: op(x, r, **roi_kw()))
 
 
 def fwd_bwd_fn(mx, impl, rois, channels):
@@ -43,7 +39,7 @@ def fwd_bwd_fn(mx, impl, rois, channels):
 
     def step():
         with mx.autograd.record():
-            y = op(x, r, **_kw())
+            y = op(x, r, **roi_kw())
         y.backward(head)
         return x.grad
     return mx_sync(step)
@@ -57,32 +53,12 @@ def _run(benchmark, impl, fn, slow):
 
 
 def numpy_fn(impl, backward):
-    """Ours through NumPy, or torchvision.ops.roi_align on CPU tensors."""
-    feat, rois, head = feature_map(), seed_rois(300), roi_head_grad(300)
-    args = (POOLED, SCALE, SAMPLE_RATIO)
+    """Ours through NumPy, or torchvision.ops.roi_align on CPU tensors (seed shape)."""
     if impl == "frcnn_ops.numpy":
-        import frcnn_ops
-        from frcnn_ops._lib import _C
-
-        def ours():
-            y = frcnn_ops.roi_align(feat, rois, *args)
-            if backward:
-                return y, _C.roi_align_backward(head, rois, list(feat.shape), list(POOLED),
-                                                SCALE, SAMPLE_RATIO, False, False)
-            return y
-        return ours
+        return numpy_roi_align_fns(None, None, backward)[0]
     torch = pytest.importorskip("torch")
     tv = pytest.importorskip("torchvision")
-    X, R, H = torch.from_numpy(feat), torch.from_numpy(rois), torch.from_numpy(head)
-
-    def theirs():
-        if not backward:
-            return tv.ops.roi_align(X, R, *args, aligned=False)
-        x = X.clone().requires_grad_(True)
-        y = tv.ops.roi_align(x, R, *args, aligned=False)
-        y.backward(H)
-        return y, x.grad
-    return theirs
+    return numpy_roi_align_fns(torch, tv, backward)[1]
 
 
 # ---- The seed shape -----------------------------------------------------------------------

@@ -533,11 +533,36 @@ def mx_roi_align_fns(mx, n_rois=S.NUM_ROIS, channels=S.FEAT_C, backward=False):
     return make(mx.nd.frcnn_roi_align), make(mx.nd.contrib.ROIAlign)
 
 
-def _roi_align(env):
+def numpy_roi_align_fns(torch, tv, backward=False):
+    """(ours through NumPy, torchvision.ops.roi_align on CPU tensors) at the seed shape:
+    forward, or forward + backward with a head gradient (returning [output, data gradient]).
+    torch and tv may be None when only ours is wanted."""
     import frcnn_ops
     from frcnn_ops._lib import _C
-    out = []
+    feat, rois, head = S.feature_map(), S.seed_rois(), S.roi_head_grad()
     kw = roi_kw()
+    args = (kw["pooled_size"], kw["spatial_scale"], kw["sample_ratio"])
+
+    def theirs():
+        X, R, H = torch.from_numpy(feat), torch.from_numpy(rois), torch.from_numpy(head)
+        if not backward:
+            return tv.ops.roi_align(X, R, *args, aligned=False)
+        x = X.clone().requires_grad_(True)
+        y = tv.ops.roi_align(x, R, *args, aligned=False)
+        y.backward(H)
+        return [y, x.grad]
+
+    def ours():
+        y = frcnn_ops.roi_align(feat, rois, *args)
+        if not backward:
+            return y
+        return [y, _C.roi_align_backward(head, rois, list(feat.shape), list(args[0]), args[1],
+                                         args[2], False, False)]
+    return ours, theirs
+
+
+def _roi_align(env):
+    out = []
     for backward in (False, True):
         op = "roi_align fwd+bwd" if backward else "roi_align fwd"
         if env.mx is not None:
@@ -548,28 +573,7 @@ def _roi_align(env):
                                   slow=True))
         if env.torchvision is not None:
             def tv_cpu(backward=backward):
-                torch, tv = env.torchvision
-                feat, rois = S.feature_map(), S.seed_rois()
-                head = S.roi_head_grad()
-                args = (kw["pooled_size"], kw["spatial_scale"], kw["sample_ratio"])
-                X, R = torch.from_numpy(feat), torch.from_numpy(rois)
-                H = torch.from_numpy(head)
-
-                def theirs():
-                    if not backward:
-                        return tv.ops.roi_align(X, R, *args, aligned=False)
-                    x = X.clone().requires_grad_(True)
-                    y = tv.ops.roi_align(x, R, *args, aligned=False)
-                    y.backward(H)
-                    return [y, x.grad]
-
-                def ours():
-                    y = frcnn_ops.roi_align(feat, rois, *args)
-                    if not backward:
-                        return y
-                    return [y, _C.roi_align_backward(head, rois, list(feat.shape),
-                                                     list(args[0]), args[1], args[2], False,
-                                                     False)]
+                ours, theirs = numpy_roi_align_fns(*env.torchvision, backward=backward)
                 return Pair(ours, theirs, ROI_FWD_BWD_CHECK if backward else ROI_FWD_CHECK)
             out.append(Comparison("roi_align", op, ROI_SHAPE, "torchvision.ops.roi_align",
                                   tv_cpu, slow=True))
