@@ -94,6 +94,8 @@ setup(
     install_requires=["numpy"],
     extras_require={"mxnet": ["mxnet>=1.9,<1.10", "numpy<1.24"]},
     entry_points={"console_scripts": ["frcnn-detect=frcnn_model.detect:main",
+                                     "frcnn-train=frcnn_model.train:main",
+                                     "frcnn-eval=frcnn_model.evaluate:main",
                                      "frcnn-bench=frcnn_ops.bench.cli:main"]},
     zip_safe=False,
 )

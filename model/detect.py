@@ -31,8 +31,10 @@ def _parse(argv):
     p.add_argument("--threshold", type=float, default=0.5, help="detection score to draw/print")
     p.add_argument("--rpn-threshold", type=float, default=0.5,
                    help="objectness of the pre-NMS RPN proposals to draw")
-    p.add_argument("--short", type=int, default=600)
-    p.add_argument("--max-size", type=int, default=1000)
+    p.add_argument("--short", type=int, help="input short side (default: the size the weights "
+                   "were trained at, from PARAMS.json, else 600)")
+    p.add_argument("--max-size", type=int, help="input long side cap (default: as --short, "
+                   "else 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init")
     return p.parse_args(argv)
 
@@ -73,12 +75,16 @@ def main(argv=None):
     import mxnet as mx
     from . import faster_rcnn_resnet50_v1b_voc
     from .data import boxes_to_original, load_test
-    from .faster_rcnn import stages
+    from .faster_rcnn import load_model, model_spec, stages
 
-    net = faster_rcnn_resnet50_v1b_voc()
+    short, max_size = (model_spec(args.params).get("input_size") if args.params else None) \
+        or (600, 1000)
+    args.short = args.short or short
+    args.max_size = args.max_size or max_size
     if args.params:
-        net.load_parameters(args.params)
+        net = load_model(args.params)
     else:
+        net = faster_rcnn_resnet50_v1b_voc()
         mx.random.seed(args.seed)
         net.initialize(mx.init.Xavier())
     net.hybridize(static_alloc=True, static_shape=True)

@@ -26,6 +26,9 @@ DEFAULTS = dict(
     rpn_test_post_nms=300, rpn_train_pre_nms=12000, rpn_train_post_nms=2000, rpn_min_size=16,
     roi_size=(14, 14), sample_ratio=2, nms_thresh=0.3, nms_topk=400, score_thresh=0.01,
     box_stds=(0.1, 0.1, 0.2, 0.2), clip=None,
+    # training (GluonCV's defaults): RPN anchor targets, then RCNN sampling of the proposals
+    rpn_num_sample=256, rpn_pos_iou_thresh=0.7, rpn_neg_iou_thresh=0.3, rpn_pos_ratio=0.5,
+    num_sample=128, pos_iou_thresh=0.5, pos_ratio=0.25,
 )
 
 
@@ -77,15 +80,21 @@ class RPN(nn.HybridBlock):
         return rpn_head(F, self, feat)
 
 
-def rpn_head(F, rpn, feat):
-    """anchors (1, HWA, 4), scores (B, HWA, 1) after sigmoid, deltas (B, HWA, 4).
+def rpn_raw(F, rpn, feat):
+    """anchors (1, HWA, 4), objectness logits (B, HWA, 1) before the sigmoid, deltas (B, HWA, 4).
 
     Uses only the sub-blocks, so it serves GluonCV's RPN too (patch_gluoncv)."""
     anchors = rpn.anchor_generator(feat)
     h = rpn.conv1(feat)
-    scores = F.sigmoid(rpn.score(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 1)))
+    logits = rpn.score(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 1))
     deltas = rpn.loc(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 4))
-    return anchors, scores, deltas
+    return anchors, logits, deltas
+
+
+def rpn_head(F, rpn, feat):
+    """anchors (1, HWA, 4), scores (B, HWA, 1) after sigmoid, deltas (B, HWA, 4)."""
+    anchors, logits, deltas = rpn_raw(F, rpn, feat)
+    return anchors, F.sigmoid(logits), deltas
 
 
 def image_size(F, x):
@@ -218,19 +227,79 @@ def stages(net, x):
             "proposals": props[0].asnumpy()}
 
 
-def resnet50_v1b_c4(use_global_stats=True):
-    """features = conv1..layer3 (stride 16, 1024 channels), top_features = layer4."""
-    stages = ResNetV1bStages((3, 4, 6, 3), use_global_stats=use_global_stats)
+def c4_backbone(depth=50, width=1.0, use_global_stats=True):
+    """features = conv1..layer3 (stride 16), top_features = layer4, of ResNet v1b."""
+    stages = ResNetV1bStages(depth=depth, width=width, use_global_stats=use_global_stats)
     features = nn.HybridSequential()
     for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"):
         features.add(getattr(stages, name))
     top_features = nn.HybridSequential()
     top_features.add(stages.layer4)
+    return features, top_features, stages.channels[2]
+
+
+def resnet50_v1b_c4(use_global_stats=True):
+    """features = conv1..layer3 (stride 16, 1024 channels), top_features = layer4."""
+    features, top_features, _ = c4_backbone(50, 1.0, use_global_stats)
     return features, top_features
+
+
+BACKBONES = {"resnet50_v1b": 50, "resnet18_v1b": 18}
+
+
+def faster_rcnn(backbone="resnet50_v1b", width=1.0, use_global_stats=True, **overrides):
+    """A C4 Faster R-CNN on ResNet v1b: ``backbone`` resnet50_v1b (the seed) or resnet18_v1b,
+    ``width`` scaling its channels, BatchNorm frozen (``use_global_stats``, for ImageNet or
+    GluonCV weights) or trained (from scratch). ``rpn_channel`` defaults to the feature
+    channels. The arguments are kept in ``net.spec`` (what :func:`save_model` writes)."""
+    if backbone not in BACKBONES:
+        raise ValueError("frcnn_model: backbone must be one of %s, got %r"
+                         % (", ".join(sorted(BACKBONES)), backbone))
+    features, top_features, channels = c4_backbone(BACKBONES[backbone], width, use_global_stats)
+    overrides.setdefault("rpn_channel", channels)
+    net = FasterRCNN(features, top_features, **overrides)
+    net.spec = dict(backbone=backbone, width=width, use_global_stats=use_global_stats,
+                    **{k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()})
+    return net
 
 
 def faster_rcnn_resnet50_v1b_voc(**overrides):
     """GluonCV's faster_rcnn_resnet50_v1b_voc on frcnn_ops (random init; load weights with
     ``load_parameters``). Keyword overrides change DEFAULTS (e.g. ``rpn_test_post_nms``)."""
-    features, top_features = resnet50_v1b_c4()
-    return FasterRCNN(features, top_features, **overrides)
+    return faster_rcnn("resnet50_v1b", **overrides)
+
+
+def save_model(net, path, input_size=None):
+    """Writes ``path`` (the parameters, GluonCV's save_parameters format) and ``path + '.json'``
+    (the architecture: backbone, width and settings, and the ``input_size`` = (short, max_size)
+    it was trained at) so that :func:`load_model` rebuilds it."""
+    import json
+    net.save_parameters(path)
+    spec = dict(getattr(net, "spec", {"backbone": "resnet50_v1b"}))
+    if input_size is not None:
+        spec["input_size"] = [int(v) for v in input_size]
+    with open(path + ".json", "w") as f:
+        json.dump(spec, f, indent=1)
+
+
+def model_spec(path):
+    """The architecture saved beside ``path`` by :func:`save_model` (GluonCV's seed model for a
+    parameter file without one)."""
+    import json
+    import os
+    if os.path.exists(path + ".json"):
+        with open(path + ".json") as f:
+            return json.load(f)
+    return {"backbone": "resnet50_v1b"}
+
+
+def load_model(path, ctx=None, **overrides):
+    """The network saved by :func:`save_model` (architecture from ``path + '.json'``), or, for a
+    parameter file without one (e.g. GluonCV's), faster_rcnn_resnet50_v1b_voc; ``overrides``
+    change test-time settings (e.g. ``rpn_test_post_nms``)."""
+    spec = model_spec(path)
+    spec.pop("input_size", None)
+    spec.update(overrides)
+    net = faster_rcnn(**spec)
+    net.load_parameters(path, ctx=ctx)
+    return net

@@ -1,0 +1,86 @@
+"""frcnn-eval: VOC07 mAP of a saved Faster R-CNN.
+
+    frcnn-eval runs/shapes/best.params --dataset synthetic
+    frcnn-eval faster_rcnn_resnet50_v1b_voc.params --dataset voc:~/data/VOCdevkit --split 2007-test
+
+PARAMS is a file written by frcnn-train (its ``.json`` beside it names the architecture) or a
+GluonCV faster_rcnn_resnet50_v1b_voc parameter file. Prints the AP of each class and the mAP,
+and with --json writes them to a file.
+"""
+import argparse
+import json
+import sys
+import time
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="frcnn-eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("params", help="parameter file (frcnn-train checkpoint or GluonCV's)")
+    p.add_argument("--dataset", default="synthetic",
+                   help="synthetic (the validation set frcnn-train uses) | voc:ROOT")
+    p.add_argument("--split", default="2007-test", help="VOC split (YEAR-NAME[,YEAR-NAME])")
+    p.add_argument("--num-images", type=int, help="synthetic: images (default: the checkpoint's "
+                   "training run's --num-val, else 300)")
+    p.add_argument("--seed", type=int, help="synthetic: seed of the training run (default: "
+                   "the checkpoint's, else 0); the validation set uses seed + 1000")
+    p.add_argument("--image-size", type=int, help="synthetic: image side")
+    p.add_argument("--short", type=int, help="image short side (default: the training run's)")
+    p.add_argument("--max-size", type=int, help="image long side cap")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--json", help="write the APs to this file")
+    return p.parse_args(argv)
+
+
+def _training_args(params):
+    """The frcnn-train arguments of the run that wrote ``params`` (its log.json), or {}."""
+    import os
+    log = os.path.join(os.path.dirname(os.path.abspath(params)), "log.json")
+    if os.path.exists(log):
+        with open(log) as f:
+            return json.load(f).get("args", {})
+    return {}
+
+
+def main(argv=None):
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    from .datasets import SyntheticShapes, VOCDetection
+    from .faster_rcnn import load_model
+    from .train import _voc_splits, evaluate
+    from .transforms import FasterRCNNValTransform
+
+    run = _training_args(args.params)
+    short = args.short or run.get("short") or 600
+    max_size = args.max_size or run.get("max_size") or 1000
+    if args.dataset == "synthetic":
+        side = args.image_size or run.get("image_size") or 160
+        seed = args.seed if args.seed is not None else run.get("seed", 0)
+        count = args.num_images or run.get("num_val") or 300
+        dataset = SyntheticShapes(count, seed=seed + 1000, size=(side, side))
+    elif args.dataset.startswith("voc:"):
+        import os
+        dataset = VOCDetection(os.path.expanduser(args.dataset[4:]),
+                               splits=_voc_splits(args.split))
+    else:
+        raise SystemExit("frcnn-eval: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
+    net = load_model(args.params)
+    if tuple(net.classes) != tuple(dataset.classes):
+        raise SystemExit("frcnn-eval: the network's classes %s are not the dataset's %s"
+                         % (list(net.classes), list(dataset.classes)))
+    net.hybridize(static_alloc=True)
+    t0 = time.time()
+    names, values = evaluate(net, dataset, FasterRCNNValTransform(short=short, max_size=max_size),
+                             args.batch_size, progress=sys.stderr.isatty())
+    seconds = time.time() - t0
+    for name, value in zip(names, values):
+        print("%-12s %.4f" % (name, value))
+    print("%d images in %.1f s" % (len(dataset), seconds))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"params": args.params, "dataset": args.dataset, "images": len(dataset),
+                       "ap": dict(zip(names, map(float, values)))}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""frcnn-train: train a Faster R-CNN on frcnn_ops (GluonCV's recipe), from scratch or on
+top of saved weights.
+
+    frcnn-train --preset synthetic-small --save-dir runs/shapes     # the CPU demo, ~20 min
+    frcnn-train --dataset voc:~/data/VOCdevkit --preset voc-resnet50 --pretrained-base R50.params
+
+Each epoch: a tqdm bar with the four losses and images/s, then VOC07 mAP on the validation set,
+a checkpoint (``epoch_NNNN.params`` + ``.json`` architecture + ``.states`` optimizer, and
+``last``/``best`` copies), ``log.json`` and ``curves.png`` (losses and mAP). ``--resume DIR``
+continues from the newest checkpoint in DIR. ``--kvstore dist_sync`` trains data-parallel
+across the workers MXNet's launcher starts (each reads its shard of the data).
+
+Datasets: ``synthetic`` (the built-in shapes, generated from --seed; no download) or
+``voc:ROOT`` (a VOCdevkit folder; --train-split / --val-split, e.g. 2007-trainval, 2007-test).
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+# Named settings: the demo that trains on this project's 2-core CPU, and GluonCV's VOC recipe.
+PRESETS = {
+    "synthetic-small": dict(
+        dataset="synthetic", num_train=2000, num_val=300, image_size=160, short=160,
+        max_size=160, backbone="resnet18_v1b", width=0.5, frozen_bn=False, epochs=6,
+        batch_size=4, lr=0.02, lr_decay=0.1, lr_decay_epoch="5", lr_warmup=100, wd=1e-4,
+        momentum=0.9, flip=0.5,
+        model=dict(scales=[1, 2, 4, 8], ratios=[0.5, 1, 2], rpn_train_pre_nms=2000,
+                   rpn_train_post_nms=300, rpn_test_pre_nms=1000, rpn_test_post_nms=100,
+                   roi_size=[7, 7], num_sample=64, rpn_min_size=4)),
+    "voc-resnet50": dict(
+        dataset="voc", num_train=0, num_val=0, image_size=0, short=600, max_size=1000,
+        backbone="resnet50_v1b", width=1.0, frozen_bn=True, epochs=20, batch_size=1,
+        lr=0.001, lr_decay=0.1, lr_decay_epoch="14,20", lr_warmup=0, wd=5e-4, momentum=0.9,
+        flip=0.5, model={}),
+}
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="frcnn-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="synthetic-small",
+                   help="named settings the other options override (default: %(default)s)")
+    p.add_argument("--dataset", help="synthetic | voc:ROOT")
+    p.add_argument("--train-split", default="2007-trainval", help="VOC split (YEAR-NAME)")
+    p.add_argument("--val-split", default="2007-test", help="VOC split (YEAR-NAME)")
+    p.add_argument("--num-train", type=int, help="synthetic: training images")
+    p.add_argument("--num-val", type=int, help="synthetic: validation images (0: no mAP)")
+    p.add_argument("--image-size", type=int, help="synthetic: image side in pixels")
+    p.add_argument("--backbone", choices=["resnet18_v1b", "resnet50_v1b"])
+    p.add_argument("--width", type=float, help="backbone channel multiplier")
+    p.add_argument("--frozen-bn", type=int, choices=[0, 1],
+                   help="1: BatchNorm with frozen global statistics (pretrained backbones)")
+    p.add_argument("--pretrained-base", help="backbone weights to start from (a GluonCV "
+                   "ResNet v1b save_parameters file); default: random initialisation")
+    p.add_argument("--init", help="whole-detector weights to start from (a frcnn_model or "
+                   "GluonCV Faster R-CNN parameter file)")
+    p.add_argument("--short", type=int, help="image short side (training and validation)")
+    p.add_argument("--max-size", type=int, help="image long side cap")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="images per iteration (per worker)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "nag", "adam"])
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--lr-decay", type=float, help="factor at each --lr-decay-epoch")
+    p.add_argument("--lr-decay-epoch", help="comma-separated epochs where the rate decays")
+    p.add_argument("--lr-warmup", type=int, help="iterations of linear warm-up")
+    p.add_argument("--wd", type=float, help="weight decay")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--flip", type=float, help="horizontal flip probability")
+    p.add_argument("--max-iters", type=int, default=0,
+                   help="stop after this many iterations in all (smoke runs; 0: no limit)")
+    p.add_argument("--save-dir", default="frcnn_train", help="checkpoints, log.json, curves.png")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --save-dir")
+    p.add_argument("--kvstore", default="local",
+                   help="MXNet kvstore: local, device, dist_sync, dist_device_sync, dist_async")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-batch-size", type=int, default=8)
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar (logs instead)")
+    p.add_argument("--target-map", type=float, default=0.0,
+                   help="stop once validation mAP reaches this (0: train all epochs)")
+    args = p.parse_args(argv)
+    preset = PRESETS[args.preset]
+    for key, value in preset.items():
+        if key != "model" and getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.model = dict(preset["model"])
+    if args.dataset is None:
+        args.dataset = preset["dataset"]
+    if args.dataset.startswith("voc") and ":" not in args.dataset:
+        p.error("--dataset voc needs the VOCdevkit folder: voc:ROOT")
+    if args.batch_size < 1 or args.epochs < 1:
+        p.error("--batch-size and --epochs must be >= 1")
+    return args
+
+
+def _voc_splits(text):
+    out = []
+    for item in text.split(","):
+        year, _, name = item.partition("-")
+        out.append((int(year), name or "trainval"))
+    return tuple(out)
+
+
+def make_datasets(args):
+    """(train, val) datasets of the --dataset option; val may be None."""
+    from .datasets import SyntheticShapes, VOCDetection
+    if args.dataset == "synthetic":
+        size = (args.image_size, args.image_size)
+        train = SyntheticShapes(args.num_train, seed=args.seed, size=size)
+        val = SyntheticShapes(args.num_val, seed=args.seed + 1000, size=size) \
+            if args.num_val else None
+        return train, val
+    if args.dataset.startswith("voc:"):
+        root = os.path.expanduser(args.dataset[4:])
+        train = VOCDetection(root, splits=_voc_splits(args.train_split))
+        val = VOCDetection(root, splits=_voc_splits(args.val_split)) if args.val_split else None
+        return train, val
+    raise SystemExit("frcnn-train: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
+
+
+def build_net(args, classes):
+    from .faster_rcnn import faster_rcnn
+    return faster_rcnn(args.backbone, width=args.width, use_global_stats=bool(args.frozen_bn),
+                       classes=tuple(classes), **args.model)
+
+
+def evaluate(net, dataset, transform, batch_size, ctx=None, progress=False):
+    """VOC07 mAP of ``net`` on ``dataset``: (names, values) as VOC07MApMetric.get()."""
+    import mxnet as mx
+    from .metrics import VOC07MApMetric
+    from .transforms import iterate_batches
+    ctx = ctx or mx.cpu()
+    metric = VOC07MApMetric(iou_thresh=0.5, class_names=dataset.classes)
+    batches = iterate_batches(dataset, transform, batch_size, shuffle=False, seed=0, epoch=0)
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, total=math.ceil(len(dataset) / batch_size), desc="eval",
+                       leave=False, dynamic_ncols=True)
+    for data, labels, _ in batches:
+        ids, scores, bboxes = net(mx.nd.array(data, ctx=ctx))
+        metric.update(bboxes, ids, scores, labels[:, :, :4], labels[:, :, 4:5], labels[:, :, 5:6])
+    return metric.get()
+
+
+def plot_curves(log, path):
+    """PNG of the smoothed losses per iteration and the validation mAP per epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    it = log["iterations"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if it["iter"]:
+        for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"):
+            a1.plot(it["iter"], it[key], label=key, lw=1)
+        a1.plot(it["iter"], it["total"], label="total", lw=1.6, color="black")
+        a1.set_yscale("log")
+    a1.set_xlabel("iteration")
+    a1.set_ylabel("loss per image (smoothed)")
+    a1.legend(fontsize=8)
+    ep = log["epochs"]
+    if ep:
+        minutes = [e["time_s"] / 60.0 for e in ep]
+        a2.plot(minutes, [e["mAP"] for e in ep], "o-", color="tab:green")
+        for e, m in zip(ep, minutes):
+            a2.annotate("%d" % e["epoch"], (m, e["mAP"]), fontsize=7, xytext=(3, -9),
+                        textcoords="offset points")
+    a2.axhline(0.8, color="grey", lw=0.8, ls="--")
+    a2.set_ylim(0, 1)
+    a2.set_xlabel("wall time (min, training + evaluation)")
+    a2.set_ylabel("VOC07 mAP (validation)")
+    a2.grid(alpha=0.3)
+    fig.suptitle(log.get("title", ""), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _newest_checkpoint(save_dir):
+    names = sorted(n for n in os.listdir(save_dir) if n.startswith("epoch_")
+                   and n.endswith(".params")) if os.path.isdir(save_dir) else []
+    return os.path.join(save_dir, names[-1]) if names else None
+
+
+def train(args):
+    import mxnet as mx
+    from mxnet import gluon
+    from .faster_rcnn import save_model
+    from .training import TrainStep
+    from .transforms import FasterRCNNTrainTransform, FasterRCNNValTransform, iterate_batches
+
+    ctx = mx.cpu()
+    kv = mx.kv.create(args.kvstore)
+    rank, workers = kv.rank, kv.num_workers
+    mx.random.seed(args.seed + rank)
+    train_set, val_set = make_datasets(args)
+    net = build_net(args, train_set.classes)
+    net.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
+    if args.pretrained_base:
+        net.features.load_parameters(args.pretrained_base, ctx=ctx, allow_missing=True,
+                                     ignore_extra=True)
+    if args.init:
+        net.load_parameters(args.init, ctx=ctx)
+    os.makedirs(args.save_dir, exist_ok=True)
+    log = {"args": {k: v for k, v in vars(args).items()}, "epochs": [],
+           "iterations": {k: [] for k in ("iter", "rpn_cls", "rpn_box", "rcnn_cls",
+                                          "rcnn_box", "total")},
+           "title": "frcnn-train %s: %s x%s, %d train images, batch %d" % (
+               args.preset, args.backbone, args.width, len(train_set), args.batch_size)}
+    start_epoch, iteration, elapsed = 0, 0, 0.0
+    params = net.collect_params()
+    opt_args = {"learning_rate": args.lr, "wd": args.wd}
+    if args.optimizer in ("sgd", "nag"):
+        opt_args["momentum"] = args.momentum
+    trainer = gluon.Trainer(params, args.optimizer, opt_args, kvstore=kv)
+    if args.resume:
+        ckpt = _newest_checkpoint(args.save_dir)
+        if ckpt is None:
+            raise SystemExit("frcnn-train: --resume: no epoch_*.params in %s" % args.save_dir)
+        net.load_parameters(ckpt, ctx=ctx)
+        trainer.load_states(ckpt[:-len(".params")] + ".states")
+        with open(os.path.join(args.save_dir, "log.json")) as f:
+            old = json.load(f)
+        log["epochs"], log["iterations"] = old["epochs"], old["iterations"]
+        start_epoch = old["epochs"][-1]["epoch"] if old["epochs"] else 0
+        iteration = old["epochs"][-1]["iteration"] if old["epochs"] else 0
+        elapsed = old["epochs"][-1]["time_s"] if old["epochs"] else 0.0
+        print("frcnn-train: resumed from %s (epoch %d, iteration %d)"
+              % (ckpt, start_epoch, iteration), flush=True)
+    net.hybridize(static_alloc=True)
+    step = TrainStep(net, seed=args.seed * 1000 + rank + 7919 * start_epoch)
+    train_tf = FasterRCNNTrainTransform(short=args.short, max_size=args.max_size,
+                                        flip_p=args.flip)
+    val_tf = FasterRCNNValTransform(short=args.short, max_size=args.max_size)
+    decay_epochs = [int(e) for e in str(args.lr_decay_epoch).split(",") if e.strip()]
+    per_epoch = len(train_set) // (args.batch_size * workers)
+    if per_epoch == 0:
+        raise SystemExit("frcnn-train: %d training images are fewer than one batch of %d x %d "
+                         "workers" % (len(train_set), args.batch_size, workers))
+    smooth, best = {}, -1.0
+    t0 = time.time() - elapsed
+    for epoch in range(start_epoch, args.epochs):
+        lr_epoch = args.lr * args.lr_decay ** sum(epoch >= e for e in decay_epochs)
+        batches = iterate_batches(train_set, train_tf, args.batch_size * workers, shuffle=True,
+                                  seed=args.seed, epoch=epoch, drop_last=True)
+        bar = range(per_epoch)
+        if not args.no_progress and rank == 0:
+            from tqdm import tqdm
+            bar = tqdm(bar, desc="epoch %d/%d" % (epoch + 1, args.epochs), dynamic_ncols=True)
+        seen, t_epoch = 0, time.time()
+        for _, (data, labels, im_hw) in zip(bar, batches):
+            if args.max_iters and iteration >= args.max_iters:
+                break
+            lo, hi = rank * args.batch_size, (rank + 1) * args.batch_size
+            warm = min(1.0, (iteration + 1) / args.lr_warmup) if args.lr_warmup else 1.0
+            trainer.set_learning_rate(lr_epoch * warm)
+            losses = step(data[lo:hi], labels[lo:hi], im_hw[lo:hi], ctx=ctx)
+            trainer.step(args.batch_size)
+            iteration += 1
+            seen += args.batch_size
+            for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"):
+                value = losses[key] / args.batch_size
+                smooth[key] = value if key not in smooth else 0.95 * smooth[key] + 0.05 * value
+            smooth["total"] = sum(smooth[k] for k in ("rpn_cls", "rpn_box", "rcnn_cls",
+                                                      "rcnn_box"))
+            if iteration % 10 == 0:
+                log["iterations"]["iter"].append(iteration)
+                for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "total"):
+                    log["iterations"][key].append(smooth[key])
+            rate = seen * workers / max(time.time() - t_epoch, 1e-9)
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str("loss %.3f (rpn %.3f/%.3f rcnn %.3f/%.3f) %.1f img/s lr %.4g"
+                                    % (smooth["total"], smooth["rpn_cls"], smooth["rpn_box"],
+                                       smooth["rcnn_cls"], smooth["rcnn_box"], rate,
+                                       trainer.learning_rate))
+            elif iteration % 50 == 0 and rank == 0:
+                print("iter %d loss %.4f rpn_cls %.4f rpn_box %.4f rcnn_cls %.4f rcnn_box %.4f "
+                      "%.1f img/s" % (iteration, smooth["total"], smooth["rpn_cls"],
+                                      smooth["rpn_box"], smooth["rcnn_cls"], smooth["rcnn_box"],
+                                      rate), flush=True)
+        if hasattr(bar, "close"):
+            bar.close()
+        entry = {"epoch": epoch + 1, "iteration": iteration,
+                 "images_per_s": seen * workers / max(time.time() - t_epoch, 1e-9),
+                 "loss": dict(smooth)}
+        if val_set is not None and rank == 0:
+            t_eval = time.time()
+            names, values = evaluate(net, val_set, val_tf, args.val_batch_size,
+                                     progress=not args.no_progress)
+            entry["mAP"] = float(values[-1])
+            entry["ap"] = {n: float(v) for n, v in zip(names[:-1], values[:-1])}
+            entry["eval_s"] = time.time() - t_eval
+        entry["time_s"] = time.time() - t0
+        log["epochs"].append(entry)
+        if rank == 0:
+            base = os.path.join(args.save_dir, "epoch_%04d" % (epoch + 1))
+            save_model(net, base + ".params", (args.short, args.max_size))
+            trainer.save_states(base + ".states")
+            for name in ("last",) + (("best",) if entry.get("mAP", -1) > best else ()):
+                for ext in (".params", ".params.json"):
+                    shutil.copyfile(base + ext, os.path.join(args.save_dir, name + ext))
+            best = max(best, entry.get("mAP", -1))
+            with open(os.path.join(args.save_dir, "log.json"), "w") as f:
+                json.dump(log, f, indent=1, default=str)
+            plot_curves(log, os.path.join(args.save_dir, "curves.png"))
+            print("epoch %d: iteration %d, %.1f img/s, loss %.4f%s, %.1f min"
+                  % (epoch + 1, iteration, entry["images_per_s"], smooth.get("total", 0.0),
+                     ", mAP %.4f" % entry["mAP"] if "mAP" in entry else "",
+                     entry["time_s"] / 60.0), flush=True)
+        if args.max_iters and iteration >= args.max_iters:
+            break
+        if args.target_map and entry.get("mAP", 0.0) >= args.target_map:
+            break
+    return log
+
+
+def main(argv=None):
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
