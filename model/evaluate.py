@@ -44,9 +44,9 @@ def _training_args(params):
 
 def main(argv=None):
     args = _parse(sys.argv[1:] if argv is None else argv)
-    from .datasets import SyntheticShapes, VOCDetection
+    from .datasets import VOCDetection
     from .faster_rcnn import load_model
-    from .train import _voc_splits, evaluate
+    from .train import PRESETS, _voc_splits, evaluate, synthetic_set
     from .transforms import FasterRCNNValTransform
 
     run = _training_args(args.params)
@@ -56,7 +56,8 @@ def main(argv=None):
         side = args.image_size or run.get("image_size") or 160
         seed = args.seed if args.seed is not None else run.get("seed", 0)
         count = args.num_images or run.get("num_val") or 300
-        dataset = SyntheticShapes(count, seed=seed + 1000, size=(side, side))
+        objects = run.get("object_size") or PRESETS["synthetic-small"]["object_size"]
+        dataset = synthetic_set(count, seed + 1000, side, objects)
     elif args.dataset.startswith("voc:"):
         import os
         dataset = VOCDetection(os.path.expanduser(args.dataset[4:]),

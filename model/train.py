@@ -26,7 +26,8 @@ import numpy as np
 # Named settings: the demo that trains on this project's 2-core CPU, and GluonCV's VOC recipe.
 PRESETS = {
     "synthetic-small": dict(
-        dataset="synthetic", num_train=2000, num_val=300, image_size=160, short=160,
+        dataset="synthetic", num_train=2000, num_val=300, image_size=160, object_size="20,64",
+        short=160,
         max_size=160, backbone="resnet18_v1b", width=0.5, frozen_bn=False, epochs=6,
         batch_size=4, lr=0.02, lr_decay=0.1, lr_decay_epoch="5", lr_warmup=100, wd=1e-4,
         momentum=0.9, flip=0.5,
@@ -34,7 +35,8 @@ PRESETS = {
                    rpn_train_post_nms=300, rpn_test_pre_nms=1000, rpn_test_post_nms=100,
                    roi_size=[7, 7], num_sample=64, rpn_min_size=4)),
     "voc-resnet50": dict(
-        dataset="voc", num_train=0, num_val=0, image_size=0, short=600, max_size=1000,
+        dataset="voc", num_train=0, num_val=0, image_size=0, object_size="", short=600,
+        max_size=1000,
         backbone="resnet50_v1b", width=1.0, frozen_bn=True, epochs=20, batch_size=1,
         lr=0.001, lr_decay=0.1, lr_decay_epoch="14,20", lr_warmup=0, wd=5e-4, momentum=0.9,
         flip=0.5, model={}),
@@ -52,6 +54,7 @@ def _parse(argv):
     p.add_argument("--num-train", type=int, help="synthetic: training images")
     p.add_argument("--num-val", type=int, help="synthetic: validation images (0: no mAP)")
     p.add_argument("--image-size", type=int, help="synthetic: image side in pixels")
+    p.add_argument("--object-size", help="synthetic: MIN,MAX object side in pixels")
     p.add_argument("--backbone", choices=["resnet18_v1b", "resnet50_v1b"])
     p.add_argument("--width", type=float, help="backbone channel multiplier")
     p.add_argument("--frozen-bn", type=int, choices=[0, 1],
@@ -107,14 +110,23 @@ def _voc_splits(text):
     return tuple(out)
 
 
+def synthetic_set(count, seed, image_size, object_size):
+    """The built-in shapes: ``count`` images of ``image_size`` pixels square, objects of
+    ``object_size`` = "MIN,MAX" pixels."""
+    from .datasets import SyntheticShapes
+    lo, hi = (int(v) for v in str(object_size).split(","))
+    return SyntheticShapes(count, seed=seed, size=(image_size, image_size),
+                           object_size=(lo, hi))
+
+
 def make_datasets(args):
-    """(train, val) datasets of the --dataset option; val may be None."""
-    from .datasets import SyntheticShapes, VOCDetection
+    """(train, val) datasets of the --dataset option; val may be None. The synthetic
+    validation set is the one with seed --seed + 1000 (frcnn-eval's default)."""
+    from .datasets import VOCDetection
     if args.dataset == "synthetic":
-        size = (args.image_size, args.image_size)
-        train = SyntheticShapes(args.num_train, seed=args.seed, size=size)
-        val = SyntheticShapes(args.num_val, seed=args.seed + 1000, size=size) \
-            if args.num_val else None
+        train = synthetic_set(args.num_train, args.seed, args.image_size, args.object_size)
+        val = synthetic_set(args.num_val, args.seed + 1000, args.image_size,
+                            args.object_size) if args.num_val else None
         return train, val
     if args.dataset.startswith("voc:"):
         root = os.path.expanduser(args.dataset[4:])
@@ -197,7 +209,7 @@ def train(args):
     ctx = mx.cpu()
     kv = mx.kv.create(args.kvstore)
     rank, workers = kv.rank, kv.num_workers
-    mx.random.seed(args.seed + rank)
+    mx.random.seed(args.seed)  # the same initial weights on every worker
     train_set, val_set = make_datasets(args)
     net = build_net(args, train_set.classes)
     net.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
@@ -260,7 +272,7 @@ def train(args):
             warm = min(1.0, (iteration + 1) / args.lr_warmup) if args.lr_warmup else 1.0
             trainer.set_learning_rate(lr_epoch * warm)
             losses = step(data[lo:hi], labels[lo:hi], im_hw[lo:hi], ctx=ctx)
-            trainer.step(args.batch_size)
+            trainer.step(args.batch_size * workers)  # gradients summed over workers
             iteration += 1
             seen += args.batch_size
             for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"):
