@@ -1,4 +1,5 @@
-"""Build frcnn_ops: CMake builds the MXNet op library and the pybind11 module.
+"""Build frcnn_ops: CMake builds the MXNet op library and the pybind11 module; Cython builds
+frcnn_model's training-target and metric loops (frcnn_model._targets, frcnn_model._metrics).
 
 Environment:
   FRCNN_CUDA=auto|0|1      CUDA kernels when nvcc is found (auto), never (0), required (1)
@@ -40,8 +41,26 @@ def mxnet_root():
     return list(spec.submodule_search_locations)[0], version
 
 
+def cython_extensions():
+    """frcnn_model's Cython modules (sources in model/, installed as frcnn_model.*)."""
+    import numpy
+    from Cython.Build import cythonize
+
+    args = ["-O3", "-ffp-contract=off"]  # float32 arithmetic exactly as written: no FMA
+    exts = [Extension("frcnn_model." + name, sources=["model/%s.pyx" % name],
+                      include_dirs=[numpy.get_include()], language="c++",
+                      extra_compile_args=args + ["-std=c++14"],
+                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+            for name in ("_targets", "_metrics")]
+    return cythonize(exts, compiler_directives={"language_level": "3"})
+
+
 class CMakeBuild(build_ext):
+    """CMake for frcnn_ops._C; every other extension (Cython) the setuptools way."""
+
     def build_extension(self, ext):
+        if ext.name != "frcnn_ops._C":
+            return super().build_extension(ext)
         import pybind11
 
         out_dir = os.path.dirname(os.path.abspath(self.get_ext_fullpath(ext.name)))
@@ -73,10 +92,13 @@ class CMakeBuild(build_ext):
 
     def copy_extensions_to_source(self):
         """--inplace / editable: setuptools copies _C only; the op library and config too."""
-        super().copy_extensions_to_source()
+        super().copy_extensions_to_source()  # also the Cython modules, into model/
         src_pkg = os.path.join(ROOT, "frcnn_ops")
+        out_dir = getattr(self, "_out_dir", None)
         for name in ("libfrcnn_ops_mx.so", "_build_config.py"):
-            path = os.path.join(self._out_dir, name)
+            if out_dir is None:
+                break
+            path = os.path.join(out_dir, name)
             if os.path.exists(path):
                 shutil.copy2(path, os.path.join(src_pkg, name))
 
@@ -88,7 +110,7 @@ setup(
                 "for MXNet/Gluon, CPU and CUDA",
     packages=find_packages(include=["frcnn_ops", "frcnn_ops.*"]) + ["frcnn_model"],
     package_dir={"frcnn_model": "model"},
-    ext_modules=[Extension("frcnn_ops._C", sources=[])],
+    ext_modules=[Extension("frcnn_ops._C", sources=[])] + cython_extensions(),
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.8",
     install_requires=["numpy"],
