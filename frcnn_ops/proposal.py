@@ -51,6 +51,8 @@ def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_
             attrs["rpn_min_size"], [attrs["std0"], attrs["std1"], attrs["std2"], attrs["std3"]],
             attrs["clip"])
     if kind == "numpy":
+        _C.proposal_check(list(scores.shape), list(deltas.shape), list(anchors.shape),
+                          list(im_info.shape), *args)
         scores, deltas, anchors, im_info = _dispatch.numpy_inputs(scores, deltas, anchors, im_info)
         return _C.proposal(scores, deltas, anchors, im_info, *args)
     (deltas, scores, anchors, im_info), code = _dispatch.cupy_inputs(
@@ -99,6 +101,7 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
         return _dispatch.mx_namespace(kind).frcnn_nms(data, **attrs)
     args = list(attrs.values())
     if kind == "numpy":
+        _C.nms_check(list(data.shape), *args)
         (data,) = _dispatch.numpy_inputs(data)
         return _C.nms(data, *args)
     (data,), code = _dispatch.cupy_inputs(op, data=data)
