@@ -69,5 +69,6 @@ PYBIND11_MODULE(_C, m) {
 #endif
   m.def("get_num_threads", &frcnn::get_num_threads);
   m.def("set_num_threads", &frcnn::set_num_threads);
+  m.def("active_calls", &frcnn::active_calls);
   frcnn::pyglue::run_binders(m);
 }
