@@ -57,7 +57,8 @@ def clip_boxes(boxes, im_info):
     """Clips boxes to their image (GluonCV ``BBoxClipToImage`` with per-image sizes).
 
     x coordinates are clipped to ``[0, width]`` and y to ``[0, height]`` (not width - 1):
-    ``min(max(x, 0), width)``. NaN coordinates stay NaN.
+    ``min(max(x, 0), width)``. NaN policy: NaN coordinates stay NaN (never moved into the
+    image); +inf clips to the width or height and -inf to 0.
 
     Args:
         boxes (Tensor[B, N, 4]): corner boxes (x1, y1, x2, y2).

@@ -77,7 +77,12 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
     descending score (ties: lower row first) and the first ``topk`` (all if -1) enter greedy
     NMS: a row is suppressed when its IoU with a kept row exceeds ``overlap_thresh`` (strictly),
     only within the same id unless ``force_suppress``. IoU has no +1; a box with negative width
-    or height has area 0. ``topk=0`` returns the input unchanged (as box_nms does).
+    or height has area 0. ``topk=0`` returns the input unchanged (as box_nms does); any
+    ``topk < 0`` means all (as box_nms).
+
+    NaN policy (as box_nms): a row with a NaN score is never a candidate (it comes out as -1);
+    a box with a NaN coordinate has a NaN IoU with every box, so it neither suppresses nor is
+    suppressed; infinite coordinates follow IEEE arithmetic as in box_nms.
 
     Args:
         data (Tensor[..., n, k]): rows holding a score, 4 coordinates from ``coord_start`` and
