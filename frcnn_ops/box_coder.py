@@ -41,6 +41,7 @@ def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
                                   clip=clip, format=format)
     stds = [float(std0), float(std1), float(std2), float(std3)]
     if kind == "numpy":
+        _C.box_decode_check(list(data.shape), list(anchors.shape), stds, float(clip), str(format))
         data, anchors = _dispatch.numpy_inputs(data, anchors)
         return _C.box_decode(data, anchors, stds, float(clip), str(format))
     (data, anchors), code = _dispatch.cupy_inputs(op, data=data, anchors=anchors)
@@ -56,7 +57,8 @@ def clip_boxes(boxes, im_info):
     """Clips boxes to their image (GluonCV ``BBoxClipToImage`` with per-image sizes).
 
     x coordinates are clipped to ``[0, width]`` and y to ``[0, height]`` (not width - 1):
-    ``min(max(x, 0), width)``. NaN coordinates stay NaN.
+    ``min(max(x, 0), width)``. NaN policy: NaN coordinates stay NaN (never moved into the
+    image); +inf clips to the width or height and -inf to 0.
 
     Args:
         boxes (Tensor[B, N, 4]): corner boxes (x1, y1, x2, y2).
@@ -71,6 +73,7 @@ def clip_boxes(boxes, im_info):
     if kind in ("ndarray", "symbol"):
         return _dispatch.mx_namespace(kind).frcnn_clip_boxes(boxes, im_info)
     if kind == "numpy":
+        _C.clip_boxes_check(list(boxes.shape), list(im_info.shape))
         boxes, im_info = _dispatch.numpy_inputs(boxes, im_info)
         return _C.clip_boxes(boxes, im_info)
     (boxes, im_info), code = _dispatch.cupy_inputs(op, boxes=boxes, im_info=im_info)

@@ -51,6 +51,8 @@ def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_
             attrs["rpn_min_size"], [attrs["std0"], attrs["std1"], attrs["std2"], attrs["std3"]],
             attrs["clip"])
     if kind == "numpy":
+        _C.proposal_check(list(scores.shape), list(deltas.shape), list(anchors.shape),
+                          list(im_info.shape), *args)
         scores, deltas, anchors, im_info = _dispatch.numpy_inputs(scores, deltas, anchors, im_info)
         return _C.proposal(scores, deltas, anchors, im_info, *args)
     (deltas, scores, anchors, im_info), code = _dispatch.cupy_inputs(
@@ -75,7 +77,12 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
     descending score (ties: lower row first) and the first ``topk`` (all if -1) enter greedy
     NMS: a row is suppressed when its IoU with a kept row exceeds ``overlap_thresh`` (strictly),
     only within the same id unless ``force_suppress``. IoU has no +1; a box with negative width
-    or height has area 0. ``topk=0`` returns the input unchanged (as box_nms does).
+    or height has area 0. ``topk=0`` returns the input unchanged (as box_nms does); any
+    ``topk < 0`` means all (as box_nms).
+
+    NaN policy (as box_nms): a row with a NaN score is never a candidate (it comes out as -1);
+    a box with a NaN coordinate has a NaN IoU with every box, so it neither suppresses nor is
+    suppressed; infinite coordinates follow IEEE arithmetic as in box_nms.
 
     Args:
         data (Tensor[..., n, k]): rows holding a score, 4 coordinates from ``coord_start`` and
@@ -99,6 +106,7 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
         return _dispatch.mx_namespace(kind).frcnn_nms(data, **attrs)
     args = list(attrs.values())
     if kind == "numpy":
+        _C.nms_check(list(data.shape), *args)
         (data,) = _dispatch.numpy_inputs(data)
         return _C.nms(data, *args)
     (data,), code = _dispatch.cupy_inputs(op, data=data)

@@ -83,6 +83,7 @@ def roi_align(data, rois, pooled_size, spatial_scale, sample_ratio=-1, position_
     args = (pooled, float(spatial_scale), int(sample_ratio), bool(position_sensitive),
             bool(aligned))
     if kind == "numpy":
+        _C.roi_align_output_shape(list(data.shape), list(rois.shape), *args)
         data, rois = _dispatch.numpy_inputs(data, rois)
         return _C.roi_align(data, rois, *args)
     (data, rois), code = _dispatch.cupy_inputs(op, data=data, rois=rois)

@@ -130,3 +130,114 @@ def test_proposal_property(B, n, data):
         np.testing.assert_array_equal(ours, ref.proposal(scores, deltas, anchors, info, **kw))
     assert ours.shape == (B, post, 5)
     assert not np.isnan(ours).any()  # NaN boxes and scores never come out
+
+
+@PROFILE
+@given(st.integers(1, 3), st.integers(0, 30), st.data())
+def test_clip_boxes_vs_gluoncv_property(mx, gluoncv, B, n, data):
+    """Per image against GluonCV's BBoxClipToImage (one image size per call there), images of
+    different sizes in one batch; NaN stays NaN in both."""
+    from gluoncv.nn.bbox import BBoxClipToImage
+    b = np.stack([data.draw(boxes(n)) for _ in range(B)]) if n else np.zeros((B, 0, 4),
+                                                                            np.float32)
+    sizes = [(data.draw(st.integers(1, 900)), data.draw(st.integers(1, 900))) for _ in range(B)]
+    info = np.array([[h, w, 1.0] for h, w in sizes], np.float32)
+    ours = frcnn_ops.clip_boxes(b, info)
+    np.testing.assert_array_equal(ours, ref.clip_boxes(b, info))
+    if n:
+        np.testing.assert_array_equal(
+            mx.nd.frcnn_clip_boxes(mx.nd.array(b), mx.nd.array(info)).asnumpy(), ours)
+        clip = BBoxClipToImage()
+        for i, (h, w) in enumerate(sizes):
+            theirs = clip(mx.nd.array(b[i:i + 1]), mx.nd.zeros((1, 3, h, w))).asnumpy()
+            np.testing.assert_array_equal(ours[i:i + 1], theirs)
+
+
+# roi_align: batch indices in and out of [0, N) (NaN, truncation to int), huge/tiny/NaN/inf
+# and inverted coordinates, rois outside the map; pooled sizes, sample ratios, aligned,
+# position sensitive, spatial scales across their ranges.
+BATCH = st.one_of(st.integers(0, 1).map(float),
+                  st.sampled_from([-1.0, 2.0, 0.5, -0.5, 1.9, 1e9, np.nan, np.inf]))
+ROI_COORD_SMALL = st.one_of(st.floats(-20, 60, width=32), st.sampled_from([0.0, 1e-30, -1e-30]))
+
+
+@st.composite
+def roi_case(draw):
+    N = draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ps = draw(st.booleans())
+    C = ph * pw * draw(st.integers(0, 2)) if ps else draw(st.integers(0, 5))
+    H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    R = draw(st.integers(0, 8))
+    sr = draw(st.sampled_from([-1, 0, 1, 2, 3]))
+    scale = draw(st.sampled_from([1.0, 0.5, 0.25, 0.0625, 2.0]))
+    # huge, NaN and inf coordinates only with a fixed grid (the adaptive grid of a huge roi is
+    # 16384 x 16384 samples a bin: fine for the kernels, too slow for the Python reference)
+    coord = COORD if sr > 0 else ROI_COORD_SMALL
+    rois = np.zeros((R, 5), np.float32)
+    for r in range(R):
+        rois[r, 0] = draw(BATCH)
+        rois[r, 1:] = [draw(coord) for _ in range(4)]
+    dt = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    data = rng.normal(size=(N, C, H, W)).astype(dt)
+    kw = dict(pooled_size=(ph, pw), spatial_scale=scale, sample_ratio=sr, position_sensitive=ps,
+              aligned=draw(st.booleans()))
+    return data, rois.astype(dt), kw, rng
+
+
+def _contrib_safe(data, rois, kw):
+    """Rois MXNet's ROIAlign handles without undefined behaviour: a batch index in [0, N), finite
+    moderate coordinates, and (aligned) a positive size (it aborts on an empty grid)."""
+    N = data.shape[0]
+    b = rois[:, 0]
+    ok = (b >= 0) & (b < N) & (b == np.floor(b)) & np.isfinite(rois).all(1)
+    ok &= (np.abs(rois[:, 1:]) < 1e4).all(1)
+    if kw["aligned"]:  # the size after scaling and the half-pixel shift, in the data's dtype
+        t = rois.dtype.type
+        sc, half = t(np.float32(kw["spatial_scale"])), t(0.5)
+        with np.errstate(all="ignore"):
+            c = rois[:, 1:] * sc - half
+        ok &= (c[:, 2] - c[:, 0] > 0) & (c[:, 3] - c[:, 1] > 0)
+    return ok
+
+
+@PROFILE
+@given(roi_case())
+def test_roi_align_property(mx, case):
+    data, rois, kw, rng = case
+    dt = data.dtype
+    tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    with np.errstate(all="ignore"):
+        ours = frcnn_ops.roi_align(data, rois, **kw)
+        np.testing.assert_allclose(ours, ref.roi_align(data, rois, **kw), **tol)
+        grad = rng.normal(size=ours.shape).astype(dt)
+        g = frcnn_ops._C.roi_align_backward(grad, rois, list(data.shape), list(kw["pooled_size"]),
+                                            kw["spatial_scale"], kw["sample_ratio"],
+                                            kw["position_sensitive"], kw["aligned"])
+        np.testing.assert_allclose(g, ref.roi_align_backward(grad, rois, data.shape, **kw), **tol)
+    if data.size == 0 or rois.shape[0] == 0:
+        return  # MXNet 1.x cannot make 0-sized NDArrays without np_shape
+    x = mx.nd.array(data, dtype=dt)
+    x.attach_grad()
+    with mx.autograd.record():
+        y = mx.nd.frcnn_roi_align(x, mx.nd.array(rois, dtype=dt), **kw)
+    y.backward(mx.nd.array(grad, dtype=dt))
+    np.testing.assert_array_equal(y.asnumpy(), ours)  # the same kernel through MXNet
+    np.testing.assert_array_equal(x.grad.asnumpy(), g)
+    ok = _contrib_safe(data, rois, kw)
+    if not ok.any() or kw["spatial_scale"] > 1:  # contrib's spatial_scale is bounded to [0, 1]
+        return
+    safe = rois[ok]
+    x2 = mx.nd.array(data, dtype=dt)
+    x2.attach_grad()
+    with mx.autograd.record():
+        y2 = mx.nd.contrib.ROIAlign(x2, mx.nd.array(safe, dtype=dt), **kw)
+    y2.backward(mx.nd.array(grad[ok], dtype=dt))
+    # not bitwise: samples reading the same pixel are merged (relative + absolute tolerance)
+    ctol = dict(rtol=1e-4, atol=1e-5) if dt == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ours[ok], y2.asnumpy(), **ctol)
+    g_safe = frcnn_ops._C.roi_align_backward(
+        grad[ok], safe, list(data.shape), list(kw["pooled_size"]), kw["spatial_scale"],
+        kw["sample_ratio"], kw["position_sensitive"], kw["aligned"])
+    np.testing.assert_allclose(g_safe, x2.grad.asnumpy(), **ctol)

@@ -3,8 +3,9 @@
 # of this checkout and runs the op tests under it (the sanitizer runtimes preloaded into
 # Python). Needs the test environment of the README (mxnet, gluoncv, pytest) active.
 #   tools/sanitize.sh [pytest args...]     default: the op tests
-# No suppressions are needed so far; leak checking is off (Python and MXNet keep their
-# allocations until exit).
+# No suppressions are needed (see tools/sanitizer_suppressions.md); leak checking is off
+# (Python and MXNet keep their allocations until exit). Test subprocesses inherit LD_PRELOAD
+# and the options, so they run under the sanitizers too.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
@@ -20,6 +21,11 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=lib
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 if [ $# -eq 0 ]; then
-  set -- tests/test_box_coder.py tests/test_proposal.py tests/test_roi_align.py
+  # CI's selection (README ci:test): the op tests, every bad call, the property tests (short
+  # profile) and the threaded calls; not the model, bench or memory-growth tests (slow under
+  # ASan, and they add no kernel paths)
+  set -- tests/test_box_coder.py tests/test_proposal.py tests/test_roi_align.py \
+    tests/test_bad_inputs.py tests/test_properties.py tests/test_concurrency.py \
+    tests/test_limits.py -k "not memory_growth"
 fi
 PYTHONPATH="$work/path:$work" python -m pytest -q -p no:cacheprovider "$@"

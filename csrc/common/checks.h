@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/host_device.h"
+#include "common/parallel.h"
 
 namespace frcnn {
 
@@ -48,7 +49,10 @@ struct Error : std::runtime_error {
 }  // namespace frcnn
 
 // Dispatch on a CPU dtype (float32, float64): `scalar_t` names the type inside BODY.
+// The call counts as running (ActiveCall) while BODY runs: concurrent calls share the
+// thread budget (common/parallel.h).
 #define FRCNN_DISPATCH_CPU(DT, NAME, ...)                                                 \
+  ::frcnn::ActiveCall frcnn_active_call_;                                                 \
   switch (DT) {                                                                           \
     case ::frcnn::DType::kFloat32: { using scalar_t = float; __VA_ARGS__; break; }        \
     case ::frcnn::DType::kFloat64: { using scalar_t = double; __VA_ARGS__; break; }       \

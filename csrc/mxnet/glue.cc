@@ -114,6 +114,12 @@ void AttrReader::finish() const {
 Shape shape_of(const MXTensor& t) { return Shape(t.shape.begin(), t.shape.end()); }
 Shape shape_of(const std::vector<unsigned int>& s) { return Shape(s.begin(), s.end()); }
 
+std::string mx_dtype_name(int mx_dtype) {
+  static const char* names[] = {"float32", "float64", "float16", "uint8",
+                                "int32",   "int8",    "int64"};
+  return (mx_dtype >= 0 && mx_dtype <= 6) ? names[mx_dtype] : "code " + std::to_string(mx_dtype);
+}
+
 DType dtype_of(int mx_dtype, const char* arg, bool allow_half) {
   switch (mx_dtype) {
     case mxnet::ext::kFloat32: return DType::kFloat32;
@@ -123,10 +129,7 @@ DType dtype_of(int mx_dtype, const char* arg, bool allow_half) {
       break;
     default: break;
   }
-  static const char* names[] = {"float32", "float64", "float16", "uint8",
-                                "int32",   "int8",    "int64"};
-  std::string got = (mx_dtype >= 0 && mx_dtype <= 6) ? names[mx_dtype]
-                                                       : "code " + std::to_string(mx_dtype);
+  const std::string got = mx_dtype_name(mx_dtype);
   throw InputError(std::string(arg) + " must be float32 or float64" +
                    (allow_half ? " (float16 on gpu)" : "") + ", got " + got);
 }
@@ -180,7 +183,8 @@ MXReturnValue infer_same_type(const char* op, const std::vector<const char*>& na
     dtype_of(t, names[0], allow_half);
     for (size_t i = 0; i < in->size(); ++i) {
       if ((*in)[i] >= 0 && (*in)[i] != t)
-        throw InputError(std::string(names[i]) + " must have the dtype of " + names[0]);
+        throw InputError(std::string(names[i]) + " must have the dtype of " + names[0] + " (" +
+                         mx_dtype_name(t) + "), got " + mx_dtype_name((*in)[i]));
       (*in)[i] = t;
     }
     for (auto& o : *out) o = t;

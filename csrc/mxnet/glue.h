@@ -52,6 +52,8 @@ Shape shape_of(const MXTensor& t);
 Shape shape_of(const std::vector<unsigned int>& s);
 // MXNet dtype code -> DType, refusing anything but float32/float64 (and float16 if allowed).
 DType dtype_of(int mx_dtype, const char* arg, bool allow_half);
+// "float32", "int32", ... for an MXNet dtype code.
+std::string mx_dtype_name(int mx_dtype);
 bool on_gpu(const MXTensor& t);
 size_t elem_size(DType dt);
 void require(bool ok, const std::string& msg);

@@ -62,7 +62,9 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in, std::vector
     const Shape ds = shape_of(data), rs = shape_of(rois);
     require_ok(roi_align_check(ds, rs, a.p));
     const DType dt = dtype_of(data.dtype, "data", on_gpu(data));
-    require(rois.dtype == data.dtype, "rois must have the dtype of data");
+    require(rois.dtype == data.dtype, "rois must have the dtype of data (" +
+                                          mx_dtype_name(data.dtype) + "), got " +
+                                          mx_dtype_name(rois.dtype));
     if (on_gpu(data)) {
 #ifdef FRCNN_WITH_CUDA
       roi_align_cuda(dt, data.data_ptr, rois.data_ptr, (*out)[0].data_ptr, ds[0], ds[1], ds[2],

@@ -32,7 +32,8 @@ std::string nms_check(const Shape& data, const NmsParams& p) {
       return "id_index " + std::to_string(p.id_index) + " is out of range [0, " +
              std::to_string(width) + ")";
     if (p.id_index >= p.coord_start && p.id_index <= p.coord_start + 3)
-      return "id_index " + std::to_string(p.id_index) + " overlaps the coordinates";
+      return "id_index " + std::to_string(p.id_index) + " overlaps the coordinates [" +
+             std::to_string(p.coord_start) + ", " + std::to_string(p.coord_start + 3) + "]";
     if (p.id_index == p.score_index)
       return "id_index and score_index are both " + std::to_string(p.id_index);
   }

@@ -13,8 +13,7 @@ using nms_dev::DevBoxes;
 
 using nms_dev::KeyOf;
 
-// Larger problems need more than 1 GiB of IoU bits: refused with a clear message.
-constexpr size_t kMaxMaskBytes = size_t(1) << 30;
+using nms_dev::kMaxMaskBytes;
 
 template <typename T>
 __global__ void nms_keys_kernel(const T* data, int64_t total, int64_t n, int64_t width,

@@ -15,6 +15,9 @@ namespace nms_dev {
 namespace {  // each .cu file gets its own copy of these kernels
 
 constexpr int kBlock = 64;  // boxes per mask word
+// The IoU bitmask of one call is limited to 1 GiB: larger problems (more boxes per batch than
+// ~92k after topk / rpn_pre_nms_top_n) are refused with a message naming the op and argument.
+constexpr size_t kMaxMaskBytes = size_t(1) << 30;
 
 // Score sort key of a dtype: 32 bits for float and half (keyed as float), 64 for double.
 template <typename T>

@@ -13,6 +13,7 @@ using nms_dev::Carver;
 using nms_dev::DevBoxes;
 
 using nms_dev::KeyOf;
+using nms_dev::kMaxMaskBytes;
 
 template <typename T>
 __global__ void score_keys_kernel(const T* scores, int64_t total, KeyOf<T>* keys,
@@ -119,6 +120,12 @@ struct Plan {
     cap = static_cast<int>(std::min<int64_t>(N, p.pre_nms));
     if (cap < 1) cap = 1;
     col_blocks = nms_dev::col_blocks_for(cap);
+    const size_t mask_bytes = static_cast<size_t>(B) * cap * col_blocks * 8;
+    if (mask_bytes > kMaxMaskBytes)
+      throw Error("frcnn_proposal: rpn_pre_nms_top_n = " + std::to_string(p.pre_nms) + " (" +
+                  std::to_string(cap) + " boxes per image) x " + std::to_string(B) +
+                  " images need " + std::to_string(mask_bytes >> 20) +
+                  " MiB of IoU bits on the GPU (limit 1024 MiB): lower rpn_pre_nms_top_n");
     sort.size(B, N);
     cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (const int*)nullptr, (int*)nullptr,
                                   static_cast<int>(B * N));

@@ -8,7 +8,7 @@ namespace {
 BoxDecodeParams decode_params(const char* op, const std::vector<float>& stds, float clip,
                               const std::string& format) {
   raise_if(op, check_choice("format", format, {"center", "corner"}));
-  if (stds.size() != 4) raise_if(op, "stds must have 4 values");
+  if (stds.size() != 4) raise_if(op, "stds must have 4 values, got " + std::to_string(stds.size()));
   BoxDecodeParams p;
   for (int k = 0; k < 4; ++k) p.std[k] = stds[k];
   p.clip = clip;
@@ -39,7 +39,8 @@ py::array box_decode_backward_np(py::array grad, py::array data, py::array ancho
   same_dtype(op, {{"data", data}, {"anchors", anchors}, {"grad", grad}});
   const Shape ds = np_shape(data), as = np_shape(anchors);
   raise_if(op, box_decode_check(ds, as));
-  raise_if(op, np_shape(grad) == ds ? "" : "grad must have the shape of data");
+  raise_if(op, np_shape(grad) == ds ? "" : "grad must have the shape of data " + shape_str(ds) +
+                   ", got " + shape_str(np_shape(grad)));
   py::array out = new_array(np_dtype(op, "data", data), ds);
   {
     py::gil_scoped_release nogil;
@@ -62,6 +63,17 @@ py::array clip_boxes_np(py::array boxes, py::array im_info) {
   }
   return out;
 }
+
+// Shape and attribute checks alone (ValueError naming the op): the Python wrappers run them
+// before making inputs contiguous, so an over-limit shape is refused without allocating.
+void box_decode_check_np(Shape ds, Shape as, std::vector<float> stds, float clip,
+                         std::string format) {
+  const char* op = "frcnn_box_decode";
+  decode_params(op, stds, clip, format);
+  raise_if(op, box_decode_check(ds, as));
+}
+
+void clip_boxes_check_np(Shape bs, Shape is) { raise_if("frcnn_clip_boxes", clip_boxes_check(bs, is)); }
 
 #ifdef FRCNN_WITH_CUDA
 void box_decode_gpu(int dtype, uintptr_t data, uintptr_t anchors, uintptr_t out, Shape ds,
@@ -87,6 +99,8 @@ void bind(py::module_& m) {
   m.def("box_decode", &box_decode_np);
   m.def("box_decode_backward", &box_decode_backward_np);
   m.def("clip_boxes", &clip_boxes_np);
+  m.def("box_decode_check", &box_decode_check_np);
+  m.def("clip_boxes_check", &clip_boxes_check_np);
 #ifdef FRCNN_WITH_CUDA
   m.def("box_decode_gpu", &box_decode_gpu);
   m.def("clip_boxes_gpu", &clip_boxes_gpu);

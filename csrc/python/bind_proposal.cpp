@@ -12,7 +12,8 @@ ProposalParams proposal_params(int pre, int post, float threshold, float min_siz
   p.post_nms = post;
   p.threshold = threshold;
   p.min_size = min_size;
-  if (stds.size() != 4) raise_if("frcnn_proposal", "stds must have 4 values");
+  if (stds.size() != 4)
+    raise_if("frcnn_proposal", "stds must have 4 values, got " + std::to_string(stds.size()));
   for (int k = 0; k < 4; ++k) p.decode.std[k] = stds[k];
   p.decode.clip = clip;
   p.decode.corner = true;
@@ -78,6 +79,22 @@ py::array nms_np(py::array data, float overlap_thresh, float valid_thresh, int t
   return out;
 }
 
+// Shape and attribute checks alone (ValueError naming the op), run by the Python wrappers
+// before making inputs contiguous: an over-limit shape is refused without allocating.
+void proposal_check_np(Shape ss, Shape ds, Shape as, Shape is, int pre, int post,
+                       float threshold, float min_size, std::vector<float> stds, float clip) {
+  proposal_params(pre, post, threshold, min_size, stds, clip);
+  raise_if("frcnn_proposal", proposal_check(ss, ds, as, is));
+}
+
+void nms_check_np(Shape s, float overlap_thresh, float valid_thresh, int topk, int coord_start,
+                  int score_index, int id_index, int background_id, bool force_suppress,
+                  std::string in_format, std::string out_format) {
+  const NmsParams p = nms_params(overlap_thresh, valid_thresh, topk, coord_start, score_index,
+                                 id_index, background_id, force_suppress, in_format, out_format);
+  raise_if("frcnn_nms", nms_check(s, p));
+}
+
 #ifdef FRCNN_WITH_CUDA
 size_t proposal_ws_gpu(int dtype, Shape ds, int pre, int post, float threshold, float min_size,
                        std::vector<float> stds, float clip) {
@@ -127,6 +144,8 @@ void nms_gpu(int dtype, uintptr_t data, uintptr_t out, Shape s, float overlap_th
 void bind(py::module_& m) {
   m.def("proposal", &proposal_np);
   m.def("nms", &nms_np);
+  m.def("proposal_check", &proposal_check_np);
+  m.def("nms_check", &nms_check_np);
 #ifdef FRCNN_WITH_CUDA
   m.def("proposal_workspace_gpu", &proposal_ws_gpu);
   m.def("proposal_gpu", &proposal_gpu);

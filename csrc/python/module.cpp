@@ -39,13 +39,15 @@ void same_dtype(const char* op, const std::vector<std::pair<const char*, py::arr
   for (size_t i = 1; i < arrays.size(); ++i) {
     if (np_dtype(op, arrays[i].first, arrays[i].second) != first)
       throw py::type_error(std::string(op) + ": " + arrays[i].first + " must have the dtype of " +
-                           arrays[0].first + " (" + dtype_name(first) + ")");
+                           arrays[0].first + " (" + dtype_name(first) + "), got " +
+                           std::string(py::str(arrays[i].second.dtype())));
   }
 }
 
 DType gpu_dtype(const char* op, int code) {
   if (code < 0 || code > 2)
-    throw py::type_error(std::string(op) + ": dtype must be float32, float64 or float16");
+    throw py::type_error(std::string(op) + ": dtype must be float32, float64 or float16, got code " +
+                         std::to_string(code));
   return static_cast<DType>(code);
 }
 
@@ -67,5 +69,6 @@ PYBIND11_MODULE(_C, m) {
 #endif
   m.def("get_num_threads", &frcnn::get_num_threads);
   m.def("set_num_threads", &frcnn::set_num_threads);
+  m.def("active_calls", &frcnn::active_calls);
   frcnn::pyglue::run_binders(m);
 }

@@ -17,6 +17,8 @@
 // - direct (position sensitive, or few rois): one (roi, channel) plane at a time, same plans.
 //   The backward again gives every thread whole channels, rois in order.
 #include <algorithm>
+#include <atomic>
+#include <new>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -37,6 +39,13 @@ std::string roi_align_check_params(const RoiAlignParams& p) {
   if (p.pooled_h <= 0 || p.pooled_w <= 0)
     return "pooled_size must be positive, got (" + std::to_string(p.pooled_h) + ", " +
            std::to_string(p.pooled_w) + ")";
+  if (static_cast<int64_t>(p.pooled_h) * p.pooled_w > kMaxBins)
+    return "pooled_size must have pooled_h * pooled_w <= " + std::to_string(kMaxBins) +
+           " bins, got (" + std::to_string(p.pooled_h) + ", " + std::to_string(p.pooled_w) +
+           ")";
+  if (p.sample_ratio > kMaxAdaptiveGrid)
+    return "sample_ratio must be <= " + std::to_string(kMaxAdaptiveGrid) +
+           " (samples per bin and axis; <= 0: adaptive), got " + std::to_string(p.sample_ratio);
   if (!(p.spatial_scale > 0.f) || !std::isfinite(p.spatial_scale))
     return "spatial_scale must be a positive finite number, got " +
            std::to_string(p.spatial_scale);
@@ -80,7 +89,8 @@ template <typename T> struct Block { static constexpr int value = 256 / sizeof(T
 template <typename T>
 struct Plan {
   int64_t batch = -1;             // -1: empty roi
-  std::vector<int32_t> start;     // bins + 1 offsets into off / w
+  std::vector<int64_t> start;     // bins + 1 offsets into off / w (64-bit: a roi over a
+                                  // large map can have more than 2^31 entries)
   std::vector<int32_t> off;       // pixel index y * W + x
   std::vector<T> w;               // merged bilinear weight / count
 };
@@ -137,7 +147,7 @@ void build_plan(const T* roi, int64_t N, int64_t H, int64_t W, const RoiAlignPar
           plan->w.push_back(static_cast<T>(r.second * c.second / count));
         }
       }
-      plan->start[static_cast<size_t>(i) * PW + j + 1] = static_cast<int32_t>(plan->off.size());
+      plan->start[static_cast<size_t>(i) * PW + j + 1] = static_cast<int64_t>(plan->off.size());
     }
   }
 }
@@ -147,8 +157,21 @@ std::vector<Plan<T>> build_plans(const T* rois, int64_t R, int64_t N, int64_t H,
                                  const RoiAlignParams& p) {
   std::vector<Plan<T>> plans(R);
   const int nt = threads_for(R, 16);
+  // An exception must not leave an OpenMP region (std::terminate): a failed allocation is
+  // recorded and rethrown after it, so the front ends turn it into an error naming the op.
+  std::atomic<bool> failed{false};
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (nt > 1)
-  for (int64_t r = 0; r < R; ++r) build_plan<T>(rois + r * 5, N, H, W, p, &plans[r]);
+  for (int64_t r = 0; r < R; ++r) {
+    if (failed.load(std::memory_order_relaxed)) continue;
+    try {
+      build_plan<T>(rois + r * 5, N, H, W, p, &plans[r]);
+    } catch (const std::bad_alloc&) {
+      failed.store(true);
+    }
+  }
+  if (failed.load())
+    throw Error("frcnn_roi_align: out of memory building the sampling plans of " +
+                std::to_string(R) + " rois");
   return plans;
 }
 
@@ -279,7 +302,7 @@ template <typename T> struct Vec {
 
 // tile[b][0:K] = sum_k w[k] * blk[off[k]][0:K] for every bin b.
 template <typename T, int K>
-inline __attribute__((always_inline)) void gather_bins(const T* blk, const int32_t* start,
+inline __attribute__((always_inline)) void gather_bins(const T* blk, const int64_t* start,
                                                        const int32_t* off, const T* w,
                                                        int64_t bins, T* tile) {
   using V = typename Vec<T>::type;
@@ -288,7 +311,7 @@ inline __attribute__((always_inline)) void gather_bins(const T* blk, const int32
   for (int64_t b = 0; b < bins; ++b) {
     V acc[NV];
     for (int v = 0; v < NV; ++v) acc[v] = V{} ;
-    for (int32_t k = start[b]; k < start[b + 1]; ++k) {
+    for (int64_t k = start[b]; k < start[b + 1]; ++k) {
       const V* src = reinterpret_cast<const V*>(blk + static_cast<int64_t>(off[k]) * K);
       const T wk = w[k];
       for (int v = 0; v < NV; ++v) acc[v] += wk * src[v];
@@ -300,7 +323,7 @@ inline __attribute__((always_inline)) void gather_bins(const T* blk, const int32
 
 // blk[off[k]][0:K] += w[k] * tile[b][0:K], bins and entries in order.
 template <typename T, int K>
-inline __attribute__((always_inline)) void scatter_bins(T* blk, const int32_t* start,
+inline __attribute__((always_inline)) void scatter_bins(T* blk, const int64_t* start,
                                                         const int32_t* off, const T* w,
                                                         int64_t bins, const T* tile) {
   using V = typename Vec<T>::type;
@@ -309,7 +332,7 @@ inline __attribute__((always_inline)) void scatter_bins(T* blk, const int32_t* s
     const V* g = reinterpret_cast<const V*>(tile + b * K);
     V gv[NV];
     for (int v = 0; v < NV; ++v) gv[v] = g[v];
-    for (int32_t k = start[b]; k < start[b + 1]; ++k) {
+    for (int64_t k = start[b]; k < start[b + 1]; ++k) {
       V* dst = reinterpret_cast<V*>(blk + static_cast<int64_t>(off[k]) * K);
       const T wk = w[k];
       for (int v = 0; v < NV; ++v) dst[v] += wk * gv[v];
@@ -317,19 +340,19 @@ inline __attribute__((always_inline)) void scatter_bins(T* blk, const int32_t* s
   }
 }
 
-FRCNN_CLONES void gather_bins_f32(const float* blk, const int32_t* start, const int32_t* off,
+FRCNN_CLONES void gather_bins_f32(const float* blk, const int64_t* start, const int32_t* off,
                                   const float* w, int64_t bins, float* tile) {
   gather_bins<float, Block<float>::value>(blk, start, off, w, bins, tile);
 }
-FRCNN_CLONES void gather_bins_f64(const double* blk, const int32_t* start, const int32_t* off,
+FRCNN_CLONES void gather_bins_f64(const double* blk, const int64_t* start, const int32_t* off,
                                   const double* w, int64_t bins, double* tile) {
   gather_bins<double, Block<double>::value>(blk, start, off, w, bins, tile);
 }
-FRCNN_CLONES void scatter_bins_f32(float* blk, const int32_t* start, const int32_t* off,
+FRCNN_CLONES void scatter_bins_f32(float* blk, const int64_t* start, const int32_t* off,
                                    const float* w, int64_t bins, const float* tile) {
   scatter_bins<float, Block<float>::value>(blk, start, off, w, bins, tile);
 }
-FRCNN_CLONES void scatter_bins_f64(double* blk, const int32_t* start, const int32_t* off,
+FRCNN_CLONES void scatter_bins_f64(double* blk, const int64_t* start, const int32_t* off,
                                    const double* w, int64_t bins, const double* tile) {
   scatter_bins<double, Block<double>::value>(blk, start, off, w, bins, tile);
 }
@@ -435,7 +458,7 @@ void forward_direct(const T* data, const std::vector<Plan<T>>& plans, T* out, in
       const int64_t ci = ps ? c * bins + b : c;
       const T* plane = data + (pl.batch * C + ci) * HW;
       T acc = T(0);
-      for (int32_t k = pl.start[b]; k < pl.start[b + 1]; ++k) acc += pl.w[k] * plane[pl.off[k]];
+      for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k) acc += pl.w[k] * plane[pl.off[k]];
       o[b] = acc;
     }
   }
@@ -516,7 +539,7 @@ void backward_direct(const T* grad_out, const std::vector<Plan<T>>& plans, T* gr
         const int64_t ci = ps ? c * bins + b : c;
         T* plane = grad_data + (pl.batch * C + ci) * HW;
         const T gb = go[b];
-        for (int32_t k = pl.start[b]; k < pl.start[b + 1]; ++k) plane[pl.off[k]] += pl.w[k] * gb;
+        for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k) plane[pl.off[k]] += pl.w[k] * gb;
       }
     }
   }

@@ -30,6 +30,9 @@ struct RoiAlignParams {
 };
 
 constexpr int kMaxAdaptiveGrid = 16384;
+// Most bins per roi (pooled_h * pooled_w, e.g. 256 x 256): the CPU kernels keep a tile of
+// bins x 256 bytes per thread, the CUDA kernels index bins with int.
+constexpr int64_t kMaxBins = int64_t(1) << 16;
 
 // Geometry of one roi in feature-map coordinates, shared by all its channels.
 template <typename A>
