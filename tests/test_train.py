@@ -215,3 +215,18 @@ def test_frcnn_train_errors(tmp_path):
     r = _run(["frcnn_model.train", "--resume", "--save-dir", str(tmp_path / "none")] + SMOKE,
              str(tmp_path))
     assert r.returncode != 0 and "no epoch_" in r.stdout
+
+
+@pytest.mark.slow
+def test_dist_sync_two_local_workers(tmp_path):
+    """--kvstore dist_sync with two workers (python -m frcnn_model.launch: scheduler, server and
+    workers as local processes), each on its half of every batch: both finish and rank 0
+    writes the checkpoint after the two synchronised iterations."""
+    out = str(tmp_path / "dp")
+    cmd = [sys.executable, "-m", "frcnn_model.train", "--kvstore", "dist_sync", "--epochs", "1",
+           "--max-iters", "2", "--save-dir", out] + SMOKE[:2] + ["--num-val", "0"] + SMOKE[4:]
+    r = _run(["frcnn_model.launch", "-n", "2", "--"] + cmd, str(tmp_path), timeout=300)
+    assert r.returncode == 0, r.stdout
+    assert os.path.exists(os.path.join(out, "epoch_0001.params")), r.stdout
+    log = json.load(open(os.path.join(out, "log.json")))
+    assert log["epochs"][0]["iteration"] == 2
