@@ -336,8 +336,10 @@ class SyntheticShapes:
             else:
                 continue
             mask = _shape_mask(self.classes[cls], h, w)
-            # tight box of the covered pixels (the shape spans the patch, AA may leave a border
-            # row/column at zero coverage)
+            # pixels under 25% coverage are left out, so every drawn pixel visibly changes;
+            # the box is the tight box of the drawn pixels (the shape spans the patch, the
+            # border rows / columns may end up empty)
+            mask[mask < 64] = 0
             cols = np.flatnonzero(mask.any(axis=0))
             rows = np.flatnonzero(mask.any(axis=1))
             region = img[y0:y0 + h, x0:x0 + w]
