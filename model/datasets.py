@@ -242,9 +242,11 @@ class SyntheticShapes:
     (min, max) shapes of a random colour that differs clearly from the background under it,
     each of width and height in ``object_size`` (aspect ratio within 0.8..1.25), fully inside
     the image, pairwise IoU < ``max_iou`` and at most half of the smaller box covered (rejection
-    sampling; an object that finds no place in 50 tries is dropped, never the first one). Shapes are axis-aligned (no rotation, so a
-    diamond never looks like a square): circle (ellipse), square (rectangle), triangle (apex
-    up), cross (plus sign), diamond.
+    sampling; an object that finds no place in 50 tries is dropped, never the first one).
+    Shapes are axis-aligned (no rotation, so a diamond never looks like a square): circle
+    (ellipse), square (rectangle), triangle (apex up), cross (plus sign), diamond. The tight
+    box can be a pixel or two smaller than the drawn patch: pixels under 25% anti-aliased
+    coverage are not drawn.
 
     Args:
         num_images (int): ``len(ds)``.
@@ -448,8 +450,8 @@ def write_voc(dataset, root, year=2007, split="trainval", image_ids=None, qualit
         for i, image_id in enumerate(ids):
             img, label = dataset[i]
             img = np.asarray(img)
-            label = np.asarray(label, dtype=np.float64).reshape(-1, label.shape[-1] if
-                                                               np.ndim(label) == 2 else 6)
+            label = np.asarray(label, dtype=np.float64)
+            label = label.reshape(-1, label.shape[-1] if label.ndim == 2 else 6)
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 raise ValueError("image %d must be uint8 [H, W, 3], got %s %s"
                                  % (i, img.dtype, img.shape))

@@ -101,7 +101,7 @@ def test_synthetic_boxes_tight_around_drawn_pixels():
         box = changed[y1:y2 + 1, x1:x2 + 1]
         assert box[0].any() and box[-1].any() and box[:, 0].any() and box[:, -1].any(), i
         (mbox, mask), = masks
-        assert mask.shape == (y2 - y1 + 1, x2 - x1 + 1)
+        assert tuple(mbox) == (x1, y1, x2, y2) and mask.shape == (y2 - y1 + 1, x2 - x1 + 1)
 
 
 def test_synthetic_shapes_distinct_and_classes_balanced():
@@ -132,10 +132,8 @@ def test_synthetic_options():
         SyntheticShapes(1, classes=("hexagon",))
     with pytest.raises(ValueError, match="does not fit"):
         SyntheticShapes(1, size=64, object_size=(24, 96))
-    seen = []
     ds = SyntheticShapes(2, transform=lambda img, label: (img.shape, len(label)))
-    seen = ds[0]
-    assert seen[0] == (256, 256, 3)
+    assert ds[0][0] == (256, 256, 3)
 
 
 # ----------------------------------------------------------------------------- VOC
