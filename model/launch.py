@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 
 def _free_port():
@@ -47,10 +48,14 @@ def main(argv=None):
                for _ in range(args.num_workers)]
     code = 0
     try:
-        for w in workers:
-            code = code or w.wait()
-        for s in procs:
-            s.wait(timeout=60)
+        # a worker that fails leaves the others waiting for it in a barrier: stop them all
+        while code == 0 and any(w.poll() is None for w in workers):
+            code = next((w.returncode for w in workers if w.returncode), 0)
+            time.sleep(0.2)
+        code = code or next((w.returncode for w in workers if w.returncode), 0)
+        if code == 0:
+            for s in procs:
+                s.wait(timeout=60)
     finally:
         for proc in workers + procs:
             if proc.poll() is None:

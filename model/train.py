@@ -172,10 +172,10 @@ def plot_curves(log, path):
             a1.plot(it["iter"], it[key], label=key, lw=1)
         a1.plot(it["iter"], it["total"], label="total", lw=1.6, color="black")
         a1.set_yscale("log")
+        a1.legend(fontsize=8)
     a1.set_xlabel("iteration")
     a1.set_ylabel("loss per image (smoothed)")
-    a1.legend(fontsize=8)
-    ep = log["epochs"]
+    ep = [e for e in log["epochs"] if "mAP" in e]
     if ep:
         minutes = [e["time_s"] / 60.0 for e in ep]
         a2.plot(minutes, [e["mAP"] for e in ep], "o-", color="tab:green")
@@ -235,7 +235,12 @@ def train(args):
         if ckpt is None:
             raise SystemExit("frcnn-train: --resume: no epoch_*.params in %s" % args.save_dir)
         net.load_parameters(ckpt, ctx=ctx)
-        trainer.load_states(ckpt[:-len(".params")] + ".states")
+        states = ckpt[:-len(".params")] + ".states"
+        if os.path.exists(states) and not args.kvstore.startswith("dist"):
+            trainer.load_states(states)
+        else:
+            print("frcnn-train: no optimizer state to resume (%s); momentum restarts"
+                  % os.path.basename(states), flush=True)
         with open(os.path.join(args.save_dir, "log.json")) as f:
             old = json.load(f)
         log["epochs"], log["iterations"] = old["epochs"], old["iterations"]
@@ -300,6 +305,9 @@ def train(args):
         entry = {"epoch": epoch + 1, "iteration": iteration,
                  "images_per_s": seen * workers / max(time.time() - t_epoch, 1e-9),
                  "loss": dict(smooth)}
+        if workers > 1:
+            mx.nd.waitall()
+            kv._barrier()  # every worker's last push is in before rank 0 reads the weights
         if val_set is not None and rank == 0:
             t_eval = time.time()
             names, values = evaluate(net, val_set, val_tf, args.val_batch_size,
@@ -312,7 +320,8 @@ def train(args):
         if rank == 0:
             base = os.path.join(args.save_dir, "epoch_%04d" % (epoch + 1))
             save_model(net, base + ".params", (args.short, args.max_size))
-            trainer.save_states(base + ".states")
+            if not args.kvstore.startswith("dist"):
+                trainer.save_states(base + ".states")  # dist: the servers hold them
             for name in ("last",) + (("best",) if entry.get("mAP", -1) > best else ()):
                 for ext in (".params", ".params.json"):
                     shutil.copyfile(base + ext, os.path.join(args.save_dir, name + ext))
@@ -324,6 +333,8 @@ def train(args):
                   % (epoch + 1, iteration, entry["images_per_s"], smooth.get("total", 0.0),
                      ", mAP %.4f" % entry["mAP"] if "mAP" in entry else "",
                      entry["time_s"] / 60.0), flush=True)
+        if workers > 1:
+            kv._barrier()  # rank 0 saved: the others may go on (or exit) now
         if args.max_iters and iteration >= args.max_iters:
             break
         if args.target_map and entry.get("mAP", 0.0) >= args.target_map:

@@ -13,8 +13,9 @@ hybridized stages:
                      top_features -> class and box predictors
 
 Losses (GluonCV's): RPN sigmoid binary cross-entropy + Huber (rho 1/9), head softmax
-cross-entropy + Huber (rho 1); each summed over the sampled entries and divided by their
-count, summed over the batch.
+cross-entropy + Huber (rho 1); each summed over the batch's sampled entries and divided by
+their count, times the batch size as GluonCV's per-image terms add up (``trainer.step(B)``
+divides it again).
 """
 import numpy as np
 import mxnet as mx
@@ -123,7 +124,7 @@ class TrainStep:
     def __call__(self, data, labels, im_hw, ctx=None):
         """One forward/backward. data (B, 3, H, W), labels (B, M, 6) [x1, y1, x2, y2, class,
         difficult] padded with -1 rows, im_hw (B, 2): NumPy arrays. Returns a dict of the four
-        losses (floats, summed over the batch) and the number of images."""
+        losses (floats, GluonCV's sums over the batch) and the number of images."""
         ctx = ctx or mx.cpu()
         cfg = self.cfg
         batch = data.shape[0]

@@ -76,7 +76,8 @@ def test_roi_align_backward_reaches_the_backbone():
 def test_train_step_losses_match_numpy():
     """The four losses equal GluonCV's formulas recomputed in NumPy from the same outputs and
     targets (sigmoid BCE and Huber 1/9 over the sampled anchors, softmax CE and Huber 1 over
-    the sampled rois, each normalised by the number sampled)."""
+    the sampled rois, each normalised by the number sampled in the batch; GluonCV's per-image
+    terms summed over the batch, so B times that, and trainer.step(B) divides by B)."""
     from frcnn_model import training
     net = _net(2)
     step = training.TrainStep(net, seed=5)
@@ -111,29 +112,30 @@ def test_train_step_losses_match_numpy():
         losses = step(data, labels, im_hw)
     finally:
         training.rcnn_targets = rcnn_targets
+    b = data.shape[0]
     cls_t, box_t, mask = seen["rpn"]
     x = seen["logits"][..., 0]
     valid = cls_t >= 0
     bce = np.maximum(x, 0) - x * cls_t + np.log1p(np.exp(-np.abs(x)))
-    np.testing.assert_allclose(losses["rpn_cls"], (bce * valid).sum() / valid.sum(), rtol=1e-4)
+    np.testing.assert_allclose(losses["rpn_cls"], b * (bce * valid).sum() / valid.sum(),
+                               rtol=1e-4)
 
     def huber(d, rho):
         a = np.abs(d)
         return np.where(a > rho, a - 0.5 * rho, 0.5 / rho * a * a)
     np.testing.assert_allclose(losses["rpn_box"],
-                               (huber(seen["deltas"] - box_t, 1 / 9.0) * mask).sum()
+                               b * (huber(seen["deltas"] - box_t, 1 / 9.0) * mask).sum()
                                / valid.sum(), rtol=1e-4, atol=1e-7)
     rc_t, rb_t, rb_mask, _ = seen["rcnn"]
-    b = data.shape[0]
     logits = seen["cls_pred"].reshape(b, rc_t.shape[1], -1).astype(np.float64)
     logp = logits - logits.max(-1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
     ok = rc_t >= 0
     ce = -np.take_along_axis(logp, np.maximum(rc_t, 0).astype(int)[..., None], -1)[..., 0]
-    np.testing.assert_allclose(losses["rcnn_cls"], (ce * ok).sum() / ok.sum(), rtol=1e-4)
+    np.testing.assert_allclose(losses["rcnn_cls"], b * (ce * ok).sum() / ok.sum(), rtol=1e-4)
     box_pred = seen["box_pred"].reshape(rb_t.shape)
     np.testing.assert_allclose(losses["rcnn_box"],
-                               (huber(box_pred - rb_t, 1.0) * rb_mask).sum() / ok.sum(),
+                               b * (huber(box_pred - rb_t, 1.0) * rb_mask).sum() / ok.sum(),
                                rtol=1e-4, atol=1e-7)
 
 
