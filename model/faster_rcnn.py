@@ -269,6 +269,45 @@ def faster_rcnn_resnet50_v1b_voc(**overrides):
     return faster_rcnn("resnet50_v1b", **overrides)
 
 
+# GluonCV ResNetV1b (ImageNet classifier) parameter names -> this detector's
+_BASE_PREFIXES = (("conv1.", "features.0."), ("bn1.", "features.1."),
+                  ("layer1.", "features.4."), ("layer2.", "features.5."),
+                  ("layer3.", "features.6."), ("layer4.", "top_features.0."))
+
+
+def load_pretrained_base(net, path):
+    """Copies a GluonCV ResNet v1b classifier's ``save_parameters`` file (e.g. resnet50_v1b's
+    ImageNet weights) into the detector's features and top_features (its fc layer is not
+    used). Every backbone parameter must come from the file with the right shape: anything
+    missing or mismatched is an error naming it. Call after ``net.initialize()``."""
+    import mxnet as mx
+    loaded = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(path).items()}
+    params = net._collect_params_with_prefix()
+    backbone = sorted(k for k in params if k.startswith(("features.", "top_features.")))
+    copied = set()
+    for key, value in loaded.items():
+        target = next((new + key[len(old):] for old, new in _BASE_PREFIXES
+                       if key.startswith(old)), None)
+        if target is None:
+            continue  # the classifier (fc) and anything else outside the backbone
+        if target not in params:
+            raise ValueError("frcnn_model: pretrained base %s: %s has no place in this backbone "
+                             "(expected a GluonCV ResNet v1b of the same depth)" % (path, key))
+        shape = params[target].shape  # 0 = not known yet (deferred initialisation)
+        if len(shape) != len(value.shape) or any(a not in (0, b)
+                                                 for a, b in zip(shape, value.shape)):
+            raise ValueError("frcnn_model: pretrained base %s: %s has shape %s, the backbone's "
+                             "%s has %s" % (path, key, value.shape, target, shape))
+        params[target]._load_init(value, None)  # what load_parameters does, deferred or not
+        copied.add(target)
+    missing = [k for k in backbone if k not in copied]
+    if missing:
+        raise ValueError("frcnn_model: pretrained base %s lacks %d backbone parameters: %s"
+                         % (path, len(missing), ", ".join(missing[:5])
+                            + (" ..." if len(missing) > 5 else "")))
+    return len(copied)
+
+
 def save_model(net, path, input_size=None):
     """Writes ``path`` (the parameters, GluonCV's save_parameters format) and ``path + '.json'``
     (the architecture: backbone, width and settings, and the ``input_size`` = (short, max_size)

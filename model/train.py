@@ -28,8 +28,8 @@ PRESETS = {
     "synthetic-small": dict(
         dataset="synthetic", num_train=2000, num_val=300, image_size=160, object_size="20,64",
         short=160,
-        max_size=160, backbone="resnet18_v1b", width=0.5, frozen_bn=False, epochs=6,
-        batch_size=4, lr=0.02, lr_decay=0.1, lr_decay_epoch="5", lr_warmup=100, wd=1e-4,
+        max_size=160, backbone="resnet18_v1b", width=0.5, frozen_bn=False, epochs=4,
+        batch_size=4, lr=0.02, lr_decay=0.1, lr_decay_epoch="3", lr_warmup=100, wd=1e-4,
         momentum=0.9, flip=0.5,
         model=dict(scales=[1, 2, 4, 8], ratios=[0.5, 1, 2], rpn_train_pre_nms=2000,
                    rpn_train_post_nms=300, rpn_test_pre_nms=1000, rpn_test_post_nms=100,
@@ -214,8 +214,9 @@ def train(args):
     net = build_net(args, train_set.classes)
     net.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
     if args.pretrained_base:
-        net.features.load_parameters(args.pretrained_base, ctx=ctx, allow_missing=True,
-                                     ignore_extra=True)
+        from .faster_rcnn import load_pretrained_base
+        count = load_pretrained_base(net, args.pretrained_base)
+        print("frcnn-train: %d backbone parameters from %s" % (count, args.pretrained_base))
     if args.init:
         net.load_parameters(args.init, ctx=ctx)
     os.makedirs(args.save_dir, exist_ok=True)

@@ -232,3 +232,31 @@ def test_dist_sync_two_local_workers(tmp_path):
     assert os.path.exists(os.path.join(out, "epoch_0001.params")), r.stdout
     log = json.load(open(os.path.join(out, "log.json")))
     assert log["epochs"][0]["iteration"] == 2
+
+
+def test_pretrained_base_from_gluoncv_classifier(tmp_path):
+    """A GluonCV resnet18_v1b classifier's parameter file fills the detector's backbone: the
+    features then compute GluonCV's conv1..layer3 exactly; a wrong depth is refused by name."""
+    from gluoncv.model_zoo import get_model
+    from frcnn_model.faster_rcnn import load_pretrained_base
+    mx.random.seed(4)
+    cls = get_model("resnet18_v1b", pretrained=False, use_global_stats=True)
+    cls.initialize(mx.init.Xavier())
+    x = mx.nd.random.normal(shape=(1, 3, 64, 64))
+    cls(x)
+    for p in cls.collect_params().values():  # non-trivial BatchNorm statistics
+        if p.name.endswith(("running_mean", "running_var")):
+            p.set_data(mx.nd.random.uniform(0.5, 1.5, shape=p.shape))
+    path = str(tmp_path / "r18.params")
+    cls.save_parameters(path)
+    net = faster_rcnn("resnet18_v1b", classes=CLASSES)
+    net.initialize()
+    assert load_pretrained_base(net, path) == len([k for k in net._collect_params_with_prefix()
+                                                   if k.startswith(("features", "top_features"))])
+    h = cls.maxpool(cls.relu(cls.bn1(cls.conv1(x))))
+    expect = cls.layer3(cls.layer2(cls.layer1(h)))
+    np.testing.assert_allclose(net.features(x).asnumpy(), expect.asnumpy(), rtol=1e-5, atol=1e-5)
+    wrong = faster_rcnn("resnet50_v1b", classes=CLASSES)
+    wrong.initialize()
+    with pytest.raises(ValueError, match="pretrained base"):
+        load_pretrained_base(wrong, path)
