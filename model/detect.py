@@ -62,6 +62,8 @@ def _draw(path, img, boxes, labels=None, color="lime", title=""):
 
 
 def main(argv=None):
+    from ._threads import use_all_cpus
+    use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     if not args.params and not args.random_init:
         print("frcnn-detect: weights are needed: pass --params FILE (a GluonCV "

@@ -43,6 +43,8 @@ def _training_args(params):
 
 
 def main(argv=None):
+    from ._threads import use_all_cpus
+    use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     from .datasets import VOCDetection
     from .faster_rcnn import load_model

@@ -344,6 +344,8 @@ def train(args):
 
 
 def main(argv=None):
+    from ._threads import use_all_cpus
+    use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     train(args)
     return 0

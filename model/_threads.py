@@ -1,0 +1,23 @@
+"""CPU threads for the command-line tools, set before MXNet is imported.
+
+MXNet 1.x uses half of the CPUs for its OpenMP operators by default (it assumes two hardware
+threads per core on x86), so on a 2-vCPU machine its convolutions run on one thread. The tools
+use every CPU this process may run on unless OMP_NUM_THREADS or MXNET_OMP_MAX_THREADS says
+otherwise (measured: one synthetic-small training iteration 493 -> 305 ms on 2 vCPUs).
+"""
+import os
+import sys
+
+
+def use_all_cpus():
+    """Sets MXNET_OMP_MAX_THREADS to the usable CPU count if no thread setting is given.
+    Returns the count set, or None (a setting was given, or MXNet is already imported)."""
+    if "mxnet" in sys.modules or "OMP_NUM_THREADS" in os.environ \
+            or "MXNET_OMP_MAX_THREADS" in os.environ:
+        return None
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:
+        count = os.cpu_count() or 1
+    os.environ["MXNET_OMP_MAX_THREADS"] = str(count)
+    return count
