@@ -135,7 +135,7 @@ def _engine_run(tmp_path, name, env):
     full = dict(os.environ, **env)
     full.pop("FRCNN_NUM_THREADS", None)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       env=full, timeout=300)
+                       env=full, timeout=300, cwd=str(tmp_path))  # not the source checkout
     assert r.returncode == 0, r.stderr[-3000:]
     with np.load(out) as f:
         arrays = [f["arr_%d" % i] for i in range(len(f.files))]
