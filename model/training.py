@@ -40,8 +40,7 @@ class _Stage1(nn.HybridBlock):
     def hybrid_forward(self, F, x, im_hw):
         cfg = self._cfg
         feat = self.features(x)
-        _, logits, deltas = rpn_raw(F, self.rpn, feat)
-        anchors = self.rpn.anchor_generator(feat)
+        anchors, logits, deltas = rpn_raw(F, self.rpn, feat)
         props = F.frcnn_proposal(F.sigmoid(F.stop_gradient(logits)), F.stop_gradient(deltas),
                                  anchors, im_hw, rpn_pre_nms_top_n=cfg["rpn_train_pre_nms"],
                                  rpn_post_nms_top_n=cfg["rpn_train_post_nms"],
