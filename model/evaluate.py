@@ -25,7 +25,8 @@ def _parse(argv):
     p.add_argument("--seed", type=int, help="synthetic: seed of the training run (default: "
                    "the checkpoint's, else 0); the validation set uses seed + 1000")
     p.add_argument("--image-size", type=int, help="synthetic: image side")
-    p.add_argument("--short", type=int, help="image short side (default: the training run's)")
+    p.add_argument("--short", type=int, help="image short side (default: the size the weights "
+                   "were trained at, from PARAMS.json, else 600)")
     p.add_argument("--max-size", type=int, help="image long side cap")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", help="write the APs to this file")
@@ -47,13 +48,14 @@ def main(argv=None):
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     from .datasets import VOCDetection
-    from .faster_rcnn import load_model
+    from .faster_rcnn import load_model, model_spec
     from .train import PRESETS, _voc_splits, evaluate, synthetic_set
     from .transforms import FasterRCNNValTransform
 
     run = _training_args(args.params)
-    short = args.short or run.get("short") or 600
-    max_size = args.max_size or run.get("max_size") or 1000
+    # the input size saved with the weights (as frcnn-detect reads it), not the run's log
+    short, max_size = model_spec(args.params).get("input_size") or (600, 1000)
+    short, max_size = args.short or short, args.max_size or max_size
     if args.dataset == "synthetic":
         side = args.image_size or run.get("image_size") or 160
         seed = args.seed if args.seed is not None else run.get("seed", 0)
