@@ -67,10 +67,10 @@ void box_decode_cuda(DType dt, const void* data, const void* anchors, void* out,
                      int64_t N, int64_t anchor_batch, const BoxDecodeParams& p, void* stream) {
   if (B * N == 0) return;
   FRCNN_DISPATCH_CUDA(dt, "frcnn_box_decode",
-    decode_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const scalar_t*>(data), static_cast<const scalar_t*>(anchors),
-        static_cast<scalar_t*>(out), B, N, anchor_batch, p));
-  check_launch("frcnn_box_decode");
+    launch("frcnn_box_decode: decode_kernel", decode_kernel<scalar_t>, blocks_for(B * N),
+           kThreads, 0, as_stream(stream), static_cast<const scalar_t*>(data),
+           static_cast<const scalar_t*>(anchors), static_cast<scalar_t*>(out), B, N,
+           anchor_batch, p));
 }
 
 void box_decode_backward_cuda(DType dt, const void* grad_out, const void* data,
@@ -78,21 +78,21 @@ void box_decode_backward_cuda(DType dt, const void* grad_out, const void* data,
                               int64_t anchor_batch, const BoxDecodeParams& p, void* stream) {
   if (B * N == 0) return;
   FRCNN_DISPATCH_CUDA(dt, "frcnn_box_decode",
-    decode_backward_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const scalar_t*>(grad_out), static_cast<const scalar_t*>(data),
-        static_cast<const scalar_t*>(anchors), static_cast<scalar_t*>(grad_data), B, N,
-        anchor_batch, p));
-  check_launch("frcnn_box_decode backward");
+    launch("frcnn_box_decode: decode_backward_kernel", decode_backward_kernel<scalar_t>,
+           blocks_for(B * N), kThreads, 0, as_stream(stream),
+           static_cast<const scalar_t*>(grad_out), static_cast<const scalar_t*>(data),
+           static_cast<const scalar_t*>(anchors), static_cast<scalar_t*>(grad_data), B, N,
+           anchor_batch, p));
 }
 
 void clip_boxes_cuda(DType dt, const void* boxes, const void* im_info, void* out, int64_t B,
                      int64_t N, int64_t info_cols, void* stream) {
   if (B * N == 0) return;
   FRCNN_DISPATCH_CUDA(dt, "frcnn_clip_boxes",
-    clip_kernel<scalar_t><<<blocks_for(B * N * 4), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const scalar_t*>(boxes), static_cast<const scalar_t*>(im_info),
-        static_cast<scalar_t*>(out), B, N, info_cols));
-  check_launch("frcnn_clip_boxes");
+    launch("frcnn_clip_boxes: clip_kernel", clip_kernel<scalar_t>, blocks_for(B * N * 4),
+           kThreads, 0, as_stream(stream), static_cast<const scalar_t*>(boxes),
+           static_cast<const scalar_t*>(im_info), static_cast<scalar_t*>(out), B, N,
+           info_cols));
 }
 
 void clip_boxes_backward_cuda(DType dt, const void* grad_out, const void* boxes,
@@ -100,11 +100,11 @@ void clip_boxes_backward_cuda(DType dt, const void* grad_out, const void* boxes,
                               int64_t info_cols, void* stream) {
   if (B * N == 0) return;
   FRCNN_DISPATCH_CUDA(dt, "frcnn_clip_boxes",
-    clip_backward_kernel<scalar_t><<<blocks_for(B * N * 4), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const scalar_t*>(grad_out), static_cast<const scalar_t*>(boxes),
-        static_cast<const scalar_t*>(im_info), static_cast<scalar_t*>(grad_boxes), B, N,
-        info_cols));
-  check_launch("frcnn_clip_boxes backward");
+    launch("frcnn_clip_boxes: clip_backward_kernel", clip_backward_kernel<scalar_t>,
+           blocks_for(B * N * 4), kThreads, 0, as_stream(stream),
+           static_cast<const scalar_t*>(grad_out), static_cast<const scalar_t*>(boxes),
+           static_cast<const scalar_t*>(im_info), static_cast<scalar_t*>(grad_boxes), B, N,
+           info_cols));
 }
 
 }  // namespace frcnn

@@ -5,7 +5,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "common/checks.h"
 #include "common/host_device.h"
@@ -28,12 +30,44 @@ inline int blocks_for(int64_t n, int threads = kThreads) {
   return static_cast<int>(b > 65535 * 32 ? 65535 * 32 : b);
 }
 
-inline void check_launch(const char* what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw Error(std::string(what) + ": CUDA error " + cudaGetErrorString(e));
+inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// FRCNN_CUDA_SYNC_CHECK=1 (read once): every launch is followed by a synchronisation of its
+// stream and an error check, so that a failing kernel is named where it fails rather than at
+// the next synchronising call. Skipped while the stream is being captured into a CUDA graph
+// (a capturing stream cannot be synchronised).
+inline bool sync_check_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("FRCNN_CUDA_SYNC_CHECK");
+    return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
+  return on;
 }
 
-inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+inline void after_launch(const char* kernel, cudaStream_t stream) {
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess && sync_check_enabled()) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    e = cudaStreamIsCapturing(stream, &capture);
+    if (e == cudaSuccess && capture == cudaStreamCaptureStatusNone) e = cudaStreamSynchronize(stream);
+  }
+  if (e != cudaSuccess)
+    throw Error(std::string("CUDA kernel ") + kernel + ": " + cudaGetErrorString(e));
+}
+
+// Every kernel launch of the library goes through here (never `<<<...>>>` elsewhere): nvcc
+// and the CPU execution harness (FRCNN_CUDA_EMULATE) then share the kernel sources, and the
+// launch is checked (after_launch) with the kernel's name.
+template <typename... KArgs, typename... Args>
+void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t stream, Args&&... args) {
+#if defined(FRCNN_CUDA_EMULATE)
+  emu::launch(name, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+#endif
+  after_launch(name, stream);
+}
 
 }  // namespace frcnn
 

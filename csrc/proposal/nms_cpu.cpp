@@ -68,7 +68,7 @@ void nms_one(const T* data, T* out, int64_t n, int64_t width, const NmsParams& p
   for (int r = 0; r < topk; ++r) {
     const T* row = data + static_cast<int64_t>(order[r]) * width;
     const T* c = row + p.coord_start;
-    const int cls = by_class ? static_cast<int>(row[p.id_index]) : 0;
+    const int cls = by_class ? nms_class_id<T>(row[p.id_index]) : 0;
     cand.set(r, c[0], c[1], c[2], c[3], nms_box_area<T>(c[0], c[1], c[2], c[3], p.in_center),
              cls, order[r]);
   }

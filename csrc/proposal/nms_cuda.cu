@@ -48,7 +48,7 @@ __global__ void nms_gather_kernel(const T* data, const uint32_t* order, const in
     const A c0 = load(c), c1 = load(c + 1), c2 = load(c + 2), c3 = load(c + 3);
     cand.c0[g] = c0; cand.c1[g] = c1; cand.c2[g] = c2; cand.c3[g] = c3;
     cand.area[g] = nms_box_area<A>(c0, c1, c2, c3, p.in_center);
-    cand.cls[g] = by_class ? static_cast<int>(load(row + p.id_index)) : 0;
+    cand.cls[g] = by_class ? nms_class_id<A>(load(row + p.id_index)) : 0;
     cand.src[g] = i;
   }
 }
@@ -94,6 +94,11 @@ struct NmsPlan {
   int cap, col_blocks;
 
   size_t carve(void* ws, int64_t batches, int64_t n, const NmsParams& p) {
+    // CUB sizes and offsets are int: refuse before any size query can overflow
+    if (batches * n > INT32_MAX)
+      throw Error("frcnn_nms: " + std::to_string(batches) + " batches x " + std::to_string(n) +
+                  " rows = " + std::to_string(batches * n) +
+                  " rows; the GPU kernels take fewer than 2^31");
     cap = static_cast<int>(p.topk < 0 ? n : std::min<int64_t>(n, p.topk));
     if (cap < 1) cap = 1;
     col_blocks = nms_dev::col_blocks_for(cap);
@@ -124,7 +129,6 @@ void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
   using A = typename Acc<T>::type;
   const int64_t total = batches * n;
   if (total == 0) return;
-  if (total > INT32_MAX) throw Error("frcnn_nms: more than 2^31 rows on the GPU");
   if (p.topk == 0) {  // box_nms returns its input unchanged when topk < 1
     cudaError_t e = cudaMemcpyAsync(out, data, total * width * sizeof(T),
                                     cudaMemcpyDeviceToDevice, stream);
@@ -140,22 +144,21 @@ void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
              batches, n, p);
   cudaError_t e = cudaMemsetAsync(plan.counts, 0, batches * sizeof(int), stream);
   if (e != cudaSuccess) throw Error(std::string("frcnn_nms: ") + cudaGetErrorString(e));
-  nms_keys_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(data, total, n, width, p,
-                                                                 plan.keys, plan.idx, plan.counts);
-  nms_dev::segment_offsets_kernel<<<blocks_for(batches + 1), kThreads, 0, stream>>>(
-      plan.offsets, batches, n);
+  launch("frcnn_nms: nms_keys_kernel", nms_keys_kernel<T>, blocks_for(total), kThreads, 0, stream,
+         data, total, n, width, p, plan.keys, plan.idx, plan.counts);
+  launch("frcnn_nms: segment_offsets_kernel", nms_dev::segment_offsets_kernel,
+         blocks_for(batches + 1), kThreads, 0, stream, plan.offsets, batches, n);
   plan.sort.run(plan.sort_temp, plan.keys, plan.keys_sorted, plan.idx, plan.order, plan.offsets,
                 batches, n, stream);
-  nms_gather_kernel<T><<<blocks_for(batches * plan.cap), kThreads, 0, stream>>>(
-      data, plan.order, plan.counts, batches, n, width, p, plan.cand);
+  launch("frcnn_nms: nms_gather_kernel", nms_gather_kernel<T>, blocks_for(batches * plan.cap),
+         kThreads, 0, stream, data, plan.order, plan.counts, batches, n, width, p, plan.cand);
   nms_dev::launch_mask<A>(plan.cand, batches, static_cast<A>(p.overlap_thresh), p.in_center,
                           p.id_index >= 0 && !p.force_suppress, plan.col_blocks, plan.mask,
                           stream);
   nms_dev::launch_greedy(plan.mask, plan.cand.count, batches, plan.cap, plan.col_blocks,
                          plan.cap, plan.keep, plan.keep_count, stream);
-  nms_output_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
-      data, plan.keep, plan.keep_count, plan.cand, batches, n, width, p, out);
-  check_launch("frcnn_nms");
+  launch("frcnn_nms: nms_output_kernel", nms_output_kernel<T>, blocks_for(total), kThreads, 0,
+         stream, data, plan.keep, plan.keep_count, plan.cand, batches, n, width, p, out);
 }
 
 }  // namespace

@@ -88,11 +88,13 @@ struct SegmentedSort {
 };
 
 // mask[b][i][w] bit t: box i overlaps box w*64+t (> i) by more than thresh.
-// grid (col_blocks, col_blocks, batches), 64 threads. Only words w >= i/64 are written; the
-// greedy pass reads no others.
+// grid (col_blocks, col_blocks, batches in this launch), 64 threads; batch = b0 + blockIdx.z.
+// Only words w >= i/64 are written; the greedy pass reads no others.
 template <typename A, bool kCenter, bool kByClass>
-__global__ void nms_mask_kernel(DevBoxes<A> boxes, A thresh, int col_blocks, uint64_t* mask) {
-  const int b = blockIdx.z, row = blockIdx.y, col = blockIdx.x;
+__global__ void nms_mask_kernel(DevBoxes<A> boxes, A thresh, int col_blocks, int64_t b0,
+                                uint64_t* mask) {
+  const int64_t b = b0 + blockIdx.z;
+  const int row = blockIdx.y, col = blockIdx.x;
   if (row > col) return;
   const int n = boxes.count[b];
   const int row_size = min(n - row * kBlock, kBlock);
@@ -123,16 +125,20 @@ __global__ void nms_mask_kernel(DevBoxes<A> boxes, A thresh, int col_blocks, uin
   mask[(base + i) * col_blocks + col] = bits;
 }
 
+// grid.y and grid.z are limited to 65535: col_blocks is (mask size limit), batches are not,
+// so the batches go in launches of at most kMaxGridZ.
+constexpr int64_t kMaxGridZ = 65535;
+
 template <typename A>
 void launch_mask(const DevBoxes<A>& boxes, int64_t batches, A thresh, bool center,
                  bool by_class, int col_blocks, uint64_t* mask, cudaStream_t stream) {
-  dim3 grid(col_blocks, col_blocks, static_cast<unsigned>(batches));
-  if (center) {
-    if (by_class) nms_mask_kernel<A, true, true><<<grid, kBlock, 0, stream>>>(boxes, thresh, col_blocks, mask);
-    else nms_mask_kernel<A, true, false><<<grid, kBlock, 0, stream>>>(boxes, thresh, col_blocks, mask);
-  } else {
-    if (by_class) nms_mask_kernel<A, false, true><<<grid, kBlock, 0, stream>>>(boxes, thresh, col_blocks, mask);
-    else nms_mask_kernel<A, false, false><<<grid, kBlock, 0, stream>>>(boxes, thresh, col_blocks, mask);
+  auto kernel = center ? (by_class ? nms_mask_kernel<A, true, true> : nms_mask_kernel<A, true, false>)
+                       : (by_class ? nms_mask_kernel<A, false, true> : nms_mask_kernel<A, false, false>);
+  for (int64_t b0 = 0; b0 < batches; b0 += kMaxGridZ) {
+    const int64_t nb = batches - b0 < kMaxGridZ ? batches - b0 : kMaxGridZ;
+    const dim3 grid(col_blocks, col_blocks, static_cast<unsigned>(nb));
+    launch("nms_mask_kernel", kernel, grid, kBlock, 0, stream, boxes, thresh, col_blocks, b0,
+           mask);
   }
 }
 
@@ -146,10 +152,10 @@ __global__ void nms_greedy_kernel(const uint64_t* mask, const int* counts, int c
   __shared__ uint64_t diag[kBlock];
   __shared__ int chunk_keep[kBlock];
   __shared__ int chunk_n, total;
-  const int b = blockIdx.x;
+  const int64_t b = blockIdx.x;
   const int n = counts[b];
   const int nblk = (n + kBlock - 1) / kBlock;
-  const uint64_t* m = mask + static_cast<int64_t>(b) * cap * col_blocks;
+  const uint64_t* m = mask + b * cap * col_blocks;
   for (int w = threadIdx.x; w < nblk; w += blockDim.x) removed[w] = 0;
   if (threadIdx.x == 0) total = 0;
   __syncthreads();
@@ -178,7 +184,7 @@ __global__ void nms_greedy_kernel(const uint64_t* mask, const int* counts, int c
       for (int k = 0; k < nk; ++k) acc |= m[static_cast<int64_t>(chunk_keep[k]) * col_blocks + w];
       removed[w] = acc;
     }
-    if (threadIdx.x < nk) keep[static_cast<int64_t>(b) * max_keep + total + threadIdx.x] =
+    if (threadIdx.x < nk) keep[b * max_keep + total + threadIdx.x] =
         chunk_keep[threadIdx.x];
     __syncthreads();
     if (threadIdx.x == 0) total += nk;
@@ -191,12 +197,16 @@ inline void launch_greedy(const uint64_t* mask, const int* counts, int64_t batch
                           int col_blocks, int max_keep, int* keep, int* keep_count,
                           cudaStream_t stream) {
   const size_t smem = static_cast<size_t>(col_blocks) * sizeof(uint64_t);
-  if (smem > 48 * 1024) {
-    cudaFuncSetAttribute(nms_greedy_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(smem));
+  if (smem > 48 * 1024) {  // opt in above the default 48 KB of dynamic shared memory
+    cudaError_t e = cudaFuncSetAttribute(nms_greedy_kernel,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+    if (e != cudaSuccess)
+      throw Error(std::string("nms_greedy_kernel: ") + std::to_string(smem >> 10) +
+                  " KB of shared memory: " + cudaGetErrorString(e));
   }
-  nms_greedy_kernel<<<static_cast<unsigned>(batches), 256, smem, stream>>>(
-      mask, counts, cap, col_blocks, max_keep, keep, keep_count);
+  launch("nms_greedy_kernel", nms_greedy_kernel, static_cast<unsigned>(batches), 256, smem,
+         stream, mask, counts, cap, col_blocks, max_keep, keep, keep_count);
 }
 
 inline int col_blocks_for(int cap) { return (cap + kBlock - 1) / kBlock; }

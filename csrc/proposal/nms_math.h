@@ -42,6 +42,16 @@ HOST_DEVICE_INLINE A nms_iou(A a0, A a1, A a2, A a3, A area_a, A b0, A b1, A b2,
   return inter / (area_a + area_b - inter);
 }
 
+// Class of a row for per-class NMS, as box_nms takes it: the id truncated to int
+// (static_cast<int>), so ids 1.2 and 1.7 are the same class. A NaN or out-of-range id gives
+// INT_MIN, the value x86's conversion (MXNet's CPU kernel) produces; written out here because
+// the cast itself is undefined behaviour in C++ and gives 0 on the GPU.
+template <typename A>
+HOST_DEVICE_INLINE int nms_class_id(A v) {
+  return (v > A(-2147483649.0) && v < A(2147483648.0)) ? static_cast<int>(v)
+                                                      : static_cast<int>(0x80000000u);
+}
+
 // Center (x, y, w, h) <-> corner (x1, y1, x2, y2) for nms' out_format.
 template <typename A>
 HOST_DEVICE_INLINE void center_to_corner(A* b) {

@@ -117,6 +117,11 @@ struct Plan {
   int cap, col_blocks;
 
   size_t carve(void* ws, int64_t B, int64_t N, const ProposalParams& p) {
+    // CUB sizes and offsets are int: refuse before any size query can overflow
+    if (B * N > INT32_MAX)
+      throw Error("frcnn_proposal: " + std::to_string(B) + " images x " + std::to_string(N) +
+                  " anchors = " + std::to_string(B * N) +
+                  " boxes; the GPU kernels take fewer than 2^31");
     cap = static_cast<int>(std::min<int64_t>(N, p.pre_nms));
     if (cap < 1) cap = 1;
     col_blocks = nms_dev::col_blocks_for(cap);
@@ -153,12 +158,10 @@ void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* 
   using A = typename Acc<T>::type;
   if (B == 0) return;
   if (N == 0) {  // nothing to propose: every row is -1
-    nms_dev::fill_kernel<T><<<blocks_for(B * p.post_nms * 5), kThreads, 0, stream>>>(
-        out, B * p.post_nms * 5, A(-1));
-    check_launch("frcnn_proposal");
+    launch("frcnn_proposal: fill_kernel", nms_dev::fill_kernel<T>, blocks_for(B * p.post_nms * 5),
+           kThreads, 0, stream, out, B * p.post_nms * 5, A(-1));
     return;
   }
-  if (B * N > INT32_MAX) throw Error("frcnn_proposal: B * N must be below 2^31 on the GPU");
   Plan<T> plan;
   const size_t need = plan.carve(nullptr, B, N, p);
   if (ws == nullptr || ws_bytes < need)
@@ -167,27 +170,28 @@ void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* 
   plan.carve(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws) + 255) & ~uintptr_t(255)),
              B, N, p);
   const int64_t total = B * N;
-  score_keys_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(scores, total, plan.keys,
-                                                                   plan.idx, N);
-  nms_dev::segment_offsets_kernel<<<blocks_for(B + 1), kThreads, 0, stream>>>(plan.offsets, B, N);
+  launch("frcnn_proposal: score_keys_kernel", score_keys_kernel<T>, blocks_for(total), kThreads, 0,
+         stream, scores, total, plan.keys, plan.idx, N);
+  launch("frcnn_proposal: segment_offsets_kernel", nms_dev::segment_offsets_kernel,
+         blocks_for(B + 1), kThreads, 0, stream, plan.offsets, B, N);
   plan.sort.run(plan.sort_temp, plan.keys, plan.keys_sorted, plan.idx, plan.order, plan.offsets,
                 B, N, stream);
-  decode_sorted_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
-      plan.keys_sorted, plan.order, deltas, anchors, im_info, B, N, anchor_batch, info_cols, p,
-      plan.boxes, plan.flags);
+  launch("frcnn_proposal: decode_sorted_kernel", decode_sorted_kernel<T>, blocks_for(total),
+         kThreads, 0, stream, plan.keys_sorted, plan.order, deltas, anchors, im_info, B, N,
+         anchor_batch, info_cols, p, plan.boxes, plan.flags);
   size_t scan_bytes = plan.scan_bytes;
   cudaError_t e = cub::DeviceScan::ExclusiveSum(plan.scan_temp, scan_bytes, plan.flags, plan.pos,
                                                 static_cast<int>(total), stream);
   if (e != cudaSuccess) throw Error(std::string("frcnn_proposal: scan: ") + cudaGetErrorString(e));
-  compact_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
-      plan.boxes, plan.flags, plan.pos, plan.order, B, N, plan.cap, plan.cand);
+  launch("frcnn_proposal: compact_kernel", compact_kernel<T>, blocks_for(total), kThreads, 0,
+         stream, plan.boxes, plan.flags, plan.pos, plan.order, B, N, plan.cap, plan.cand);
   nms_dev::launch_mask<A>(plan.cand, B, static_cast<A>(p.threshold), false, false,
                           plan.col_blocks, plan.mask, stream);
   nms_dev::launch_greedy(plan.mask, plan.cand.count, B, plan.cap, plan.col_blocks, p.post_nms,
                          plan.keep, plan.keep_count, stream);
-  proposal_output_kernel<T><<<blocks_for(B * p.post_nms), kThreads, 0, stream>>>(
-      scores, plan.keep, plan.keep_count, plan.cand, B, N, p.post_nms, out);
-  check_launch("frcnn_proposal");
+  launch("frcnn_proposal: proposal_output_kernel", proposal_output_kernel<T>,
+         blocks_for(B * p.post_nms), kThreads, 0, stream, scores, plan.keep, plan.keep_count,
+         plan.cand, B, N, p.post_nms, out);
 }
 
 }  // namespace
