@@ -5,15 +5,17 @@ that ``mx.nd.frcnn_*`` and ``mx.sym.frcnn_*`` exist, also inside hybridized bloc
 SymbolBlocks. Without MXNet the NumPy and CuPy API still works.
 """
 from . import _lib
+from ._dispatch import emulate_cuda, release_graph_workspaces
 from ._lib import _C
-from .box_coder import box_decode, clip_boxes
+from .box_coder import box_decode, box_decode_backward, clip_boxes, clip_boxes_backward
 from .gluoncv_patch import patch_gluoncv
 from .proposal import nms, proposal
-from .roi_align import roi_align
+from .roi_align import roi_align, roi_align_backward
 
 __version__ = "0.1.0"
-__all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "patch_gluoncv", "build_info",
-           "get_num_threads", "set_num_threads",
+__all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "box_decode_backward",
+           "clip_boxes_backward", "roi_align_backward", "patch_gluoncv", "build_info",
+           "get_num_threads", "set_num_threads", "emulate_cuda", "release_graph_workspaces",
            "mxnet_available"]
 
 

@@ -2,7 +2,7 @@
 from . import _dispatch
 from ._lib import _C
 
-__all__ = ["box_decode", "clip_boxes"]
+__all__ = ["box_decode", "clip_boxes", "box_decode_backward", "clip_boxes_backward"]
 
 
 def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
@@ -44,12 +44,44 @@ def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
         _C.box_decode_check(list(data.shape), list(anchors.shape), stds, float(clip), str(format))
         data, anchors = _dispatch.numpy_inputs(data, anchors)
         return _C.box_decode(data, anchors, stds, float(clip), str(format))
-    (data, anchors), code = _dispatch.cupy_inputs(op, data=data, anchors=anchors)
-    import cupy as cp
-    out = cp.empty_like(data)
-    _C.box_decode_gpu(code, data.data.ptr, anchors.data.ptr, out.data.ptr, list(data.shape),
-                      list(anchors.shape), stds, float(clip), str(format),
-                      _dispatch.cupy_stream())
+    dev = _dispatch.device(kind)
+    (data, anchors), code = dev.inputs(op, data=data, anchors=anchors)
+    out = dev.empty(data.shape, data.dtype)
+    dev.lib.box_decode_gpu(code, dev.ptr(data), dev.ptr(anchors), dev.ptr(out), list(data.shape),
+                           list(anchors.shape), stds, float(clip), str(format), dev.stream())
+    return out
+
+
+def box_decode_backward(grad, data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
+                        format="center"):
+    """Gradient of :func:`box_decode` w.r.t. ``data`` (the deltas), for NumPy and CuPy arrays
+    (MXNet computes it itself through the registered op).
+
+    Args:
+        grad (Tensor[B, N, 4]): gradient w.r.t. the decoded boxes.
+        data, anchors, std0..std3, clip, format: the forward call's inputs and attributes.
+
+    Returns:
+        Tensor[B, N, 4]: gradient w.r.t. ``data`` (zero where ``clip`` capped dw or dh).
+    """
+    op = "frcnn_box_decode"
+    kind = _dispatch.array_kind(op, grad=grad, data=data, anchors=anchors)
+    stds = [float(std0), float(std1), float(std2), float(std3)]
+    if kind in ("ndarray", "symbol"):
+        raise TypeError("%s: box_decode_backward takes NumPy or CuPy arrays; MXNet computes the "
+                        "gradient through autograd" % op)
+    if kind == "numpy":
+        grad, data, anchors = _dispatch.numpy_inputs(grad, data, anchors)
+        return _C.box_decode_backward(grad, data, anchors, stds, float(clip), str(format))
+    dev = _dispatch.device(kind)
+    (data, anchors, grad), code = dev.inputs(op, data=data, anchors=anchors, grad=grad)
+    if grad.shape != data.shape:
+        raise ValueError("%s: grad must have the shape of data %s, got %s" % (
+            op, tuple(data.shape), tuple(grad.shape)))
+    out = dev.empty(data.shape, data.dtype)
+    dev.lib.box_decode_backward_gpu(code, dev.ptr(grad), dev.ptr(data), dev.ptr(anchors),
+                                    dev.ptr(out), list(data.shape), list(anchors.shape), stds,
+                                    float(clip), str(format), dev.stream())
     return out
 
 
@@ -76,10 +108,38 @@ def clip_boxes(boxes, im_info):
         _C.clip_boxes_check(list(boxes.shape), list(im_info.shape))
         boxes, im_info = _dispatch.numpy_inputs(boxes, im_info)
         return _C.clip_boxes(boxes, im_info)
-    (boxes, im_info), code = _dispatch.cupy_inputs(op, boxes=boxes, im_info=im_info)
-    import cupy as cp
-    out = cp.empty_like(boxes)
-    _C.clip_boxes_gpu(code, boxes.data.ptr, im_info.data.ptr, out.data.ptr, list(boxes.shape),
-                      list(im_info.shape), _dispatch.cupy_stream())
+    dev = _dispatch.device(kind)
+    (boxes, im_info), code = dev.inputs(op, boxes=boxes, im_info=im_info)
+    out = dev.empty(boxes.shape, boxes.dtype)
+    dev.lib.clip_boxes_gpu(code, dev.ptr(boxes), dev.ptr(im_info), dev.ptr(out),
+                           list(boxes.shape), list(im_info.shape), dev.stream())
+    return out
+
+
+def clip_boxes_backward(grad, boxes, im_info):
+    """Gradient of :func:`clip_boxes` w.r.t. ``boxes`` for NumPy and CuPy arrays: ``grad``
+    where the coordinate was not clipped (0 <= x <= width, NaN included), else 0.
+
+    Args:
+        grad (Tensor[B, N, 4]): gradient w.r.t. the clipped boxes.
+        boxes (Tensor[B, N, 4]), im_info (Tensor[B, K]): the forward call's inputs.
+    """
+    op = "frcnn_clip_boxes"
+    kind = _dispatch.array_kind(op, grad=grad, boxes=boxes, im_info=im_info)
+    if kind in ("ndarray", "symbol"):
+        raise TypeError("%s: clip_boxes_backward takes NumPy or CuPy arrays; MXNet computes the "
+                        "gradient through autograd" % op)
+    if kind == "numpy":
+        grad, boxes, im_info = _dispatch.numpy_inputs(grad, boxes, im_info)
+        return _C.clip_boxes_backward(grad, boxes, im_info)
+    dev = _dispatch.device(kind)
+    (boxes, im_info, grad), code = dev.inputs(op, boxes=boxes, im_info=im_info, grad=grad)
+    if grad.shape != boxes.shape:
+        raise ValueError("%s: grad must have the shape of boxes %s, got %s" % (
+            op, tuple(boxes.shape), tuple(grad.shape)))
+    out = dev.empty(boxes.shape, boxes.dtype)
+    dev.lib.clip_boxes_backward_gpu(code, dev.ptr(grad), dev.ptr(boxes), dev.ptr(im_info),
+                                    dev.ptr(out), list(boxes.shape), list(im_info.shape),
+                                    dev.stream())
     return out
 

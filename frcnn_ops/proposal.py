@@ -55,15 +55,18 @@ def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_
                           list(im_info.shape), *args)
         scores, deltas, anchors, im_info = _dispatch.numpy_inputs(scores, deltas, anchors, im_info)
         return _C.proposal(scores, deltas, anchors, im_info, *args)
-    (deltas, scores, anchors, im_info), code = _dispatch.cupy_inputs(
+    dev = _dispatch.device(kind)
+    (deltas, scores, anchors, im_info), code = dev.inputs(
         op, deltas=deltas, scores=scores, anchors=anchors, im_info=im_info)
-    import cupy as cp
-    out = cp.empty((deltas.shape[0], attrs["rpn_post_nms_top_n"], 5), dtype=deltas.dtype)
-    ws_bytes = _C.proposal_workspace_gpu(code, list(deltas.shape), *args)
-    ws = cp.empty(max(ws_bytes, 1), dtype=cp.uint8)
-    _C.proposal_gpu(code, scores.data.ptr, deltas.data.ptr, anchors.data.ptr, im_info.data.ptr,
-                    out.data.ptr, list(scores.shape), list(deltas.shape), list(anchors.shape),
-                    list(im_info.shape), *args, ws.data.ptr, ws_bytes, _dispatch.cupy_stream())
+    _C.proposal_check(list(scores.shape), list(deltas.shape), list(anchors.shape),
+                      list(im_info.shape), *args)
+    out = dev.empty((deltas.shape[0], attrs["rpn_post_nms_top_n"], 5), deltas.dtype)
+    ws_bytes = dev.lib.proposal_workspace_gpu(code, list(deltas.shape), *args)
+    ws = dev.workspace(ws_bytes)
+    dev.lib.proposal_gpu(code, dev.ptr(scores), dev.ptr(deltas), dev.ptr(anchors),
+                         dev.ptr(im_info), dev.ptr(out), list(scores.shape), list(deltas.shape),
+                         list(anchors.shape), list(im_info.shape), *args, dev.ptr(ws), ws_bytes,
+                         dev.stream())
     return out
 
 
@@ -109,11 +112,11 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
         _C.nms_check(list(data.shape), *args)
         (data,) = _dispatch.numpy_inputs(data)
         return _C.nms(data, *args)
-    (data,), code = _dispatch.cupy_inputs(op, data=data)
-    import cupy as cp
-    out = cp.empty_like(data)
-    ws_bytes = _C.nms_workspace_gpu(code, list(data.shape), *args)
-    ws = cp.empty(max(ws_bytes, 1), dtype=cp.uint8)
-    _C.nms_gpu(code, data.data.ptr, out.data.ptr, list(data.shape), *args, ws.data.ptr, ws_bytes,
-               _dispatch.cupy_stream())
+    dev = _dispatch.device(kind)
+    (data,), code = dev.inputs(op, data=data)
+    out = dev.empty(data.shape, data.dtype)
+    ws_bytes = dev.lib.nms_workspace_gpu(code, list(data.shape), *args)
+    ws = dev.workspace(ws_bytes)
+    dev.lib.nms_gpu(code, dev.ptr(data), dev.ptr(out), list(data.shape), *args, dev.ptr(ws),
+                    ws_bytes, dev.stream())
     return out

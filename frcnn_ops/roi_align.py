@@ -2,7 +2,7 @@
 from . import _dispatch
 from ._lib import _C
 
-__all__ = ["roi_align"]
+__all__ = ["roi_align", "roi_align_backward"]
 
 
 def _pooled(pooled_size):
@@ -86,10 +86,51 @@ def roi_align(data, rois, pooled_size, spatial_scale, sample_ratio=-1, position_
         _C.roi_align_output_shape(list(data.shape), list(rois.shape), *args)
         data, rois = _dispatch.numpy_inputs(data, rois)
         return _C.roi_align(data, rois, *args)
-    (data, rois), code = _dispatch.cupy_inputs(op, data=data, rois=rois)
-    import cupy as cp
+    dev = _dispatch.device(kind)
+    (data, rois), code = dev.inputs(op, data=data, rois=rois)
     out_shape = _C.roi_align_output_shape(list(data.shape), list(rois.shape), *args)
-    out = cp.empty(tuple(out_shape), dtype=data.dtype)
-    _C.roi_align_gpu(code, data.data.ptr, rois.data.ptr, out.data.ptr, list(data.shape),
-                     list(rois.shape), *args, _dispatch.cupy_stream())
+    out = dev.empty(out_shape, data.dtype)
+    dev.lib.roi_align_gpu(code, dev.ptr(data), dev.ptr(rois), dev.ptr(out), list(data.shape),
+                          list(rois.shape), *args, dev.stream())
+    return out
+
+
+def roi_align_backward(grad, rois, data_shape, pooled_size, spatial_scale, sample_ratio=-1,
+                       position_sensitive=False, aligned=False, deterministic=False):
+    """Gradient of :func:`roi_align` w.r.t. ``data``, for NumPy and CuPy arrays (MXNet computes
+    it itself through the registered op).
+
+    Args:
+        grad (Tensor[R, C_out, ph, pw]): gradient w.r.t. the pooled output.
+        rois (Tensor[R, 5]): the forward call's rois.
+        data_shape ((N, C, H, W)): shape of the forward call's data.
+        pooled_size, spatial_scale, sample_ratio, position_sensitive, aligned: the forward
+            call's attributes.
+        deterministic (bool): GPU only, the fixed-order kernel (see :func:`roi_align`); the
+            CPU kernel always is.
+
+    Returns:
+        Tensor[N, C, H, W]: gradient w.r.t. data (overwritten, not added to), zero where no
+        valid roi reads.
+    """
+    op = "frcnn_roi_align"
+    kind = _dispatch.array_kind(op, grad=grad, rois=rois)
+    if kind in ("ndarray", "symbol"):
+        raise TypeError("%s: roi_align_backward takes NumPy or CuPy arrays; MXNet computes the "
+                        "gradient through autograd" % op)
+    shape = [int(s) for s in data_shape]
+    args = (_pooled(pooled_size), float(spatial_scale), int(sample_ratio),
+            bool(position_sensitive), bool(aligned))
+    out_shape = _C.roi_align_output_shape(shape, list(rois.shape), *args)
+    if tuple(grad.shape) != tuple(out_shape):
+        raise ValueError("%s: grad must have the output's shape %s, got %s" % (
+            op, tuple(out_shape), tuple(grad.shape)))
+    if kind == "numpy":
+        grad, rois = _dispatch.numpy_inputs(grad, rois)
+        return _C.roi_align_backward(grad, rois, shape, *args)
+    dev = _dispatch.device(kind)
+    (grad, rois), code = dev.inputs(op, grad=grad, rois=rois)
+    out = dev.empty(shape, grad.dtype)
+    dev.lib.roi_align_backward_gpu(code, dev.ptr(grad), dev.ptr(rois), dev.ptr(out), shape,
+                                   list(rois.shape), *args, bool(deterministic), dev.stream())
     return out
