@@ -417,53 +417,6 @@ def test_sample_ratio_zero_is_adaptive(rng):
 
 # ---- GPU ----------------------------------------------------------------------------------
 
-def _gpu_backward(cp, g, rois, shape, cfg, scale, deterministic):
-    ps, sr, psn, al = cfg
-    gd = cp.empty(shape, dtype=g.dtype)
-    code = {"float32": 0, "float64": 1, "float16": 2}[g.dtype.name]
-    _C.roi_align_backward_gpu(code, g.data.ptr, rois.data.ptr, gd.data.ptr, list(shape),
-                              list(rois.shape), list(ps), scale, sr, psn, al, deterministic,
-                              cp.cuda.get_current_stream().ptr)
-    return gd
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
-@pytest.mark.parametrize("cfg", CONFIGS)
-def test_gpu_matches_numpy(rng, dtype, cfg):
-    import cupy as cp
-    C = 8 if cfg[2] else 70
-    data, rois = make_case(rng, N=2, C=C, R=60, dtype=np.float64, positive=False)
-    rois[:2, 0] = [-1, 2]
-    kw = _kw(cfg, 0.25)
-    exp = ref.roi_align(data, rois, **kw)
-    out = frcnn_ops.roi_align(cp.asarray(data, dtype), cp.asarray(rois, dtype), **kw)
-    tol = {"float16": 2e-2, "float32": 1e-5, "float64": 1e-12}[dtype]
-    np.testing.assert_allclose(cp.asnumpy(out).astype(np.float64), exp, rtol=tol, atol=tol)
-    g = rng.normal(size=exp.shape)
-    exp_g = ref.roi_align_backward(g, rois, data.shape, **kw)
-    gc, rc = cp.asarray(g, dtype), cp.asarray(rois, dtype)
-    for det in (False, True):
-        gd = _gpu_backward(cp, gc, rc, data.shape, cfg, 0.25, det)
-        np.testing.assert_allclose(cp.asnumpy(gd).astype(np.float64), exp_g, rtol=tol * 5,
-                                   atol=tol * 5)
-
-
-@pytest.mark.gpu
-def test_gpu_deterministic_backward_is_bitwise_repeatable(rng):
-    import cupy as cp
-    data, rois = make_case(rng, N=1, C=256, H=38, W=50, R=300, scale=1 / 16)
-    cfg = ((14, 14), 2, False, False)
-    g = cp.asarray(rng.normal(size=(300, 256, 14, 14)).astype(np.float32))
-    rc = cp.asarray(rois)
-    first = cp.asnumpy(_gpu_backward(cp, g, rc, data.shape, cfg, 1 / 16, True))
-    for _ in range(3):
-        again = cp.asnumpy(_gpu_backward(cp, g, rc, data.shape, cfg, 1 / 16, True))
-        assert again.tobytes() == first.tobytes()
-    fast = cp.asnumpy(_gpu_backward(cp, g, rc, data.shape, cfg, 1 / 16, False))
-    np.testing.assert_allclose(fast, first, rtol=1e-4, atol=1e-4)
-
-
 @pytest.mark.gpu
 def test_gpu_mxnet_op(mx, rng):
     if not frcnn_ops.build_info()["cuda"] or mx.context.num_gpus() == 0:

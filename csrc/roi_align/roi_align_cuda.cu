@@ -38,21 +38,24 @@ DEVICE_INLINE AxisTap<A> make_tap(A start, int bin, A bin_size, int i, int grid,
 template <typename T, typename A>
 DEVICE_INLINE A sample_value(const T* plane, int W, const AxisTap<A>& ty, const AxisTap<A>& tx) {
   if (ty.lo < 0 || tx.lo < 0) return A(0);
+  // 64-bit row offsets: one plane may hold more than 2^31 elements
+  const T* lo = plane + static_cast<int64_t>(ty.lo) * W;
+  const T* hi = plane + static_cast<int64_t>(ty.hi) * W;
   // MXNet's order: w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4
-  return ty.wlo * tx.wlo * load(plane + ty.lo * W + tx.lo) +
-         ty.wlo * tx.whi * load(plane + ty.lo * W + tx.hi) +
-         ty.whi * tx.wlo * load(plane + ty.hi * W + tx.lo) +
-         ty.whi * tx.whi * load(plane + ty.hi * W + tx.hi);
+  return ty.wlo * tx.wlo * load(lo + tx.lo) + ty.wlo * tx.whi * load(lo + tx.hi) +
+         ty.whi * tx.wlo * load(hi + tx.lo) + ty.whi * tx.whi * load(hi + tx.hi);
 }
 
 template <typename T, typename A>
 DEVICE_INLINE void scatter_sample(T* plane, int W, const AxisTap<A>& ty, const AxisTap<A>& tx,
                                   A g) {
   if (ty.lo < 0 || tx.lo < 0) return;
-  atomicAdd(plane + ty.lo * W + tx.lo, static_cast<T>(g * (ty.wlo * tx.wlo)));
-  atomicAdd(plane + ty.lo * W + tx.hi, static_cast<T>(g * (ty.wlo * tx.whi)));
-  atomicAdd(plane + ty.hi * W + tx.lo, static_cast<T>(g * (ty.whi * tx.wlo)));
-  atomicAdd(plane + ty.hi * W + tx.hi, static_cast<T>(g * (ty.whi * tx.whi)));
+  T* lo = plane + static_cast<int64_t>(ty.lo) * W;
+  T* hi = plane + static_cast<int64_t>(ty.hi) * W;
+  atomicAdd(lo + tx.lo, static_cast<T>(g * (ty.wlo * tx.wlo)));
+  atomicAdd(lo + tx.hi, static_cast<T>(g * (ty.wlo * tx.whi)));
+  atomicAdd(hi + tx.lo, static_cast<T>(g * (ty.whi * tx.wlo)));
+  atomicAdd(hi + tx.hi, static_cast<T>(g * (ty.whi * tx.whi)));
 }
 
 // Shared state of a (roi, channel chunk) unit: geometry and tap tables.
