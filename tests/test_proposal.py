@@ -249,6 +249,22 @@ def test_nms_ties_nan_and_degenerate(mx, rng):
     np.testing.assert_array_equal(frcnn_ops.nms(data, **kw), theirs)
 
 
+def test_nms_odd_class_ids_as_box_nms(mx, rng):
+    """Ids compare as box_nms compares them: truncated to int (1.2 and 1.7 are one class);
+    NaN and out-of-range ids all fall in one class (INT_MIN, x86's conversion): defined
+    behaviour on our CPU and GPU paths, where the plain cast was undefined."""
+    data = _detections(rng, 2, 300)
+    data[:, ::4, 0] += 0.7                  # non-integer ids
+    data[:, 1::9, 0] = np.nan               # NaN ids
+    data[:, 2::9, 0] = 3e9                  # beyond int32
+    data[:, 3::9, 0] = -0.5                 # truncates to 0
+    data[:, ::2, 2:] = data[:, 1::2, 2:]    # pairs of identical boxes: ids decide
+    for kw in (dict(overlap_thresh=0.5, id_index=0), dict(overlap_thresh=0.3, id_index=0, topk=100)):
+        theirs = mx.nd.contrib.box_nms(mx.nd.array(data), **kw).asnumpy()
+        np.testing.assert_array_equal(frcnn_ops.nms(data, **kw), theirs)
+        np.testing.assert_array_equal(mx.nd.frcnn_nms(mx.nd.array(data), **kw).asnumpy(), theirs)
+
+
 def test_nms_float64_and_format_conversion(rng):
     data = _detections(rng, 3, 100, dtype=np.float64)
     for kw in [dict(id_index=0), dict(in_format="corner", out_format="center"),
