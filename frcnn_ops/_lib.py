@@ -72,6 +72,8 @@ def load_into_mxnet():
         raise ImportError(_mx_state["error"])
     if not hasattr(mx.nd, "frcnn_box_decode"):
         mx.library.load(path, verbose=False)
+    from . import _mxnet_api
+    _mxnet_api.install(mx)  # the contrib twins' calling conventions
     _mx_state["loaded"] = True
     return mx
 
