@@ -61,11 +61,17 @@ log="$outdir/gpu_check.log"
 bench_json="$outdir/bench.json"
 rm -f "$summary" "$log" "$bench_json"
 work="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_work.XXXXXX")"
-cleanup() { rm -rf "$work"; }
+teepid=""
+cleanup() {
+  rm -rf "$work"
+  # let tee finish the log before the caller collects $OUT
+  if [ -n "$teepid" ]; then exec 1>&- 2>&-; wait "$teepid" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
 trap 'echo "gpu_check: interrupted" >&2; exit 130' INT TERM
 # everything from here on also goes to the combined log
 exec > >(tee -a "$log") 2>&1
+teepid=$!
 echo "gpu_check: outputs in $outdir"
 
 say() { echo "== $*"; }
