@@ -34,8 +34,9 @@ def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_
     Returns:
         Tensor[B, rpn_post_nms_top_n, 5]: ``[score, x1, y1, x2, y2]`` of the kept boxes in
         descending score order; rows past the kept count are all -1. MXNet op
-        ``frcnn_proposal`` (no gradient: zeros), NumPy (float32/float64) or CuPy
-        (float32/float64/float16, current stream, no host synchronisation).
+        ``frcnn_proposal`` (no gradient: zeros), NumPy (float32/float64/float16; float16 on the
+        CPU is computed in float32 and rounded once) or CuPy (float32/float64/float16, current
+        stream, no host synchronisation).
     """
     op = "frcnn_proposal"
     kind = _dispatch.array_kind(op, scores=scores, deltas=deltas, anchors=anchors,
