@@ -9,14 +9,14 @@ from ._dispatch import emulate_cuda, release_graph_workspaces
 from ._lib import _C
 from .box_coder import box_decode, box_decode_backward, clip_boxes, clip_boxes_backward
 from .gluoncv_patch import patch_gluoncv
-from .proposal import nms, proposal
+from .proposal import nms, nms_backward, proposal
 from .roi_align import roi_align, roi_align_backward
 
 __version__ = "0.1.0"
 __all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "box_decode_backward",
-           "clip_boxes_backward", "roi_align_backward", "patch_gluoncv", "build_info",
-           "get_num_threads", "set_num_threads", "emulate_cuda", "release_graph_workspaces",
-           "mxnet_available"]
+           "clip_boxes_backward", "roi_align_backward", "nms_backward", "patch_gluoncv",
+           "build_info", "get_num_threads", "set_num_threads", "emulate_cuda",
+           "release_graph_workspaces", "mxnet_available"]
 
 
 def _try_load_mxnet():

@@ -31,7 +31,8 @@ def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
         Tensor[B, N, 4]: boxes in corner format (x1, y1, x2, y2), of the kind and dtype of
         ``data``. Tensors are MXNet NDArrays or Symbols (the registered op
         ``frcnn_box_decode``; gradient w.r.t. data, zero for anchors), NumPy arrays
-        (float32/float64) or CuPy arrays (float32/float64/float16, on CuPy's current stream).
+        (float32/float64/float16) or CuPy arrays (float32/float64/float16, on CuPy's current
+        stream). float16 on the CPU (MXNet or NumPy) is computed in float32 and rounded once.
     """
     op = "frcnn_box_decode"
     kind = _dispatch.array_kind(op, data=data, anchors=anchors)

@@ -2,7 +2,7 @@
 from . import _dispatch
 from ._lib import _C
 
-__all__ = ["proposal", "nms"]
+__all__ = ["proposal", "nms", "nms_backward"]
 
 
 def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_nms_top_n=300,
@@ -34,8 +34,9 @@ def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_
     Returns:
         Tensor[B, rpn_post_nms_top_n, 5]: ``[score, x1, y1, x2, y2]`` of the kept boxes in
         descending score order; rows past the kept count are all -1. MXNet op
-        ``frcnn_proposal`` (no gradient: zeros), NumPy (float32/float64) or CuPy
-        (float32/float64/float16, current stream, no host synchronisation).
+        ``frcnn_proposal`` (no gradient: zeros), NumPy (float32/float64/float16; float16 on the
+        CPU is computed in float32 and rounded once) or CuPy (float32/float64/float16, current
+        stream, no host synchronisation).
     """
     op = "frcnn_proposal"
     kind = _dispatch.array_kind(op, scores=scores, deltas=deltas, anchors=anchors,
@@ -95,8 +96,16 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
     Returns:
         Tensor[..., n, k]: kept rows first in descending score order, every other row -1.
         With ``in_format != out_format`` every kept row is converted (box_nms skips rows whose
-        first coordinate is negative, a quirk not copied). MXNet op ``frcnn_nms``; its gradient
-        is zero (box_nms routes it to the kept rows).
+        first coordinate is negative, a quirk not copied). MXNet op ``frcnn_nms``, NumPy or
+        CuPy arrays, float32/float64/float16 (float16 on the CPU is computed in float32: the
+        selection of the float32 op on the same values, so the kept rows are copied exactly).
+
+    Gradient (as box_nms's): the gradient of output row k goes, all columns and unchanged, to
+    the input row the k-th kept row came from; every other input row gets 0. With
+    ``out_format != in_format`` it is still copied unchanged (box_nms does not apply the
+    format conversion's Jacobian); with ``topk=0`` the gradient passes through (the identity).
+    The backward selects the kept rows again from ``data`` (deterministic). For NumPy and CuPy
+    arrays it is :func:`nms_backward`.
     """
     op = "frcnn_nms"
     kind = _dispatch.array_kind(op, data=data)
@@ -119,4 +128,46 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
     ws = dev.workspace(ws_bytes)
     dev.lib.nms_gpu(code, dev.ptr(data), dev.ptr(out), list(data.shape), *args, dev.ptr(ws),
                     ws_bytes, dev.stream())
+    return out
+
+
+def nms_backward(grad, data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2,
+                 score_index=1, id_index=-1, background_id=-1, force_suppress=False,
+                 in_format="corner", out_format="corner"):
+    """Gradient of :func:`nms` w.r.t. ``data`` for NumPy and CuPy arrays (MXNet computes it
+    itself through the registered op): ``grad``'s row k goes to the input row of the k-th
+    kept row, every other row is 0 (box_nms's gradient, see :func:`nms`).
+
+    Args:
+        grad (Tensor[..., n, k]): gradient w.r.t. nms's output.
+        data, overlap_thresh, ...: the forward call's input and attributes.
+
+    Returns:
+        Tensor[..., n, k]: gradient w.r.t. ``data``.
+    """
+    op = "frcnn_nms"
+    kind = _dispatch.array_kind(op, grad=grad, data=data)
+    if kind in ("ndarray", "symbol"):
+        raise TypeError("%s: nms_backward takes NumPy or CuPy arrays; MXNet computes the "
+                        "gradient through autograd" % op)
+    attrs = dict(overlap_thresh=float(overlap_thresh), valid_thresh=float(valid_thresh),
+                 topk=int(topk), coord_start=int(coord_start), score_index=int(score_index),
+                 id_index=int(id_index), background_id=int(background_id),
+                 force_suppress=bool(force_suppress), in_format=str(in_format),
+                 out_format=str(out_format))
+    args = list(attrs.values())
+    if kind == "numpy":
+        _C.nms_check(list(data.shape), *args)
+        grad, data = _dispatch.numpy_inputs(grad, data)
+        return _C.nms_backward(grad, data, *args)
+    dev = _dispatch.device(kind)
+    (data, grad), code = dev.inputs(op, data=data, grad=grad)
+    if grad.shape != data.shape:
+        raise ValueError("%s: grad must have the shape of data %s, got %s" % (
+            op, tuple(data.shape), tuple(grad.shape)))
+    out = dev.empty(data.shape, data.dtype)
+    ws_bytes = dev.lib.nms_workspace_gpu(code, list(data.shape), *args)
+    ws = dev.workspace(ws_bytes)
+    dev.lib.nms_backward_gpu(code, dev.ptr(grad), dev.ptr(data), dev.ptr(out), list(data.shape),
+                             *args, dev.ptr(ws), ws_bytes, dev.stream())
     return out

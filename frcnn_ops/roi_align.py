@@ -65,8 +65,8 @@ def roi_align(data, rois, pooled_size, spatial_scale, sample_ratio=-1, position_
     Returns:
         Tensor[R, C_out, ph, pw]: ``C_out = C``, or ``C / (ph * pw)`` when position sensitive.
         Of the kind and dtype of ``data``: MXNet NDArray or Symbol (the registered op
-        ``frcnn_roi_align``), NumPy array (float32/float64; forward only: the gradient is
-        ``frcnn_ops._C.roi_align_backward``) or CuPy array (float32/float64/float16, on CuPy's
+        ``frcnn_roi_align``), NumPy array (float32/float64/float16, float16 computed in float32
+        and rounded once; forward only: the gradient is :func:`roi_align_backward`) or CuPy array (float32/float64/float16, on CuPy's
         current stream; forward only, the backward is ``frcnn_ops._C.roi_align_backward_gpu``).
     """
     op = "frcnn_roi_align"

@@ -245,7 +245,7 @@ def test_box_decode_bad_input_numpy():
         with pytest.raises(ValueError, match="frcnn_box_decode") as e:
             frcnn_ops.box_decode(*args, **kw)
         assert msg in str(e.value)
-    with pytest.raises(TypeError, match="frcnn_box_decode.*float32 or float64"):
+    with pytest.raises(TypeError, match="frcnn_box_decode.*float32, float64 or float16"):
         frcnn_ops.box_decode(np.zeros((1, 2, 4), np.int32), np.zeros((1, 2, 4), np.int32))
     with pytest.raises(TypeError, match="frcnn_box_decode.*anchors must have the dtype"):
         frcnn_ops.box_decode(np.zeros((1, 2, 4), np.float32), np.zeros((1, 2, 4)))

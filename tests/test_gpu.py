@@ -201,6 +201,17 @@ def test_nms(dev, rng, dtype, kw):
     assert_bitwise(got, on_cpu(frcnn_ops.nms, data, dtype=dtype, **kw))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", NMS_CASES, ids=lambda kw: "-".join("%s=%s" % i for i in kw.items()))
+def test_nms_backward(dev, rng, dtype, kw):
+    """box_nms's gradient (output row k -> the input row of the k-th kept row) on the device,
+    the selection run again there: bitwise the CPU path's."""
+    data = detections(rng, (2, 3, 150), ties=True)
+    g = rng.normal(size=data.shape)
+    got = dev.call(frcnn_ops.nms_backward, g.astype(dtype), data.astype(dtype), **kw)
+    assert_bitwise(got, on_cpu(frcnn_ops.nms_backward, g, data, dtype=dtype, **kw))
+
+
 @pytest.mark.parametrize("n", SIZES + [129])
 def test_nms_sizes(dev, rng, n):
     data = detections(rng, (3, n))

@@ -361,7 +361,7 @@ def test_bad_input_numpy():
         assert msg in str(e.value)
     with pytest.raises(TypeError, match=OP + ".*rois must have the dtype of data"):
         frcnn_ops.roi_align(np.zeros((1, 2, 3, 3), np.float32), np.zeros((1, 5)), 2, 1.0)
-    with pytest.raises(TypeError, match=OP + ".*float32 or float64"):
+    with pytest.raises(TypeError, match=OP + ".*float32, float64 or float16"):
         frcnn_ops.roi_align(np.zeros((1, 2, 3, 3), np.int32), np.zeros((1, 5), np.int32), 2, 1.0)
     with pytest.raises(TypeError, match=OP + ": data must be an MXNet NDArray"):
         frcnn_ops.roi_align([[0]], np.zeros((1, 5)), 2, 1.0)
@@ -395,7 +395,8 @@ def test_bad_input_mxnet(mx):
     with pytest.raises(mx.base.MXNetError, match=OP + ": rois must have the dtype of data"):
         mx.nd.frcnn_roi_align(mx.nd.zeros((1, 2, 3, 3)), mx.nd.zeros((1, 5), dtype="float64"),
                               pooled_size=(2, 2), spatial_scale=1.0).wait_to_read()
-    with pytest.raises(mx.base.MXNetError, match=OP + ": data must be float32 or float64"):
+    with pytest.raises(mx.base.MXNetError,
+                       match=OP + ": data must be float32, float64 or float16"):
         mx.nd.frcnn_roi_align(mx.nd.zeros((1, 2, 3, 3), dtype="int32"),
                               mx.nd.zeros((1, 5), dtype="int32"),
                               pooled_size=(2, 2), spatial_scale=1.0).wait_to_read()

@@ -4,6 +4,7 @@
 
 #include "box_coder/box_coder.h"
 #include "common/checks.h"
+#include "common/half_cpu.h"
 #include "common/parallel.h"
 
 #ifdef _OPENMP
@@ -186,6 +187,12 @@ void clip_backward_impl(const T* grad_out, const T* boxes, const T* im_info, T* 
 
 void box_decode_cpu(DType dt, const void* data, const void* anchors, void* out, int64_t B,
                     int64_t N, int64_t anchor_batch, const BoxDecodeParams& p) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    box_decode_cpu(DType::kFloat32, h.in(data, B * N * 4), h.in(anchors, anchor_batch * N * 4),
+                   h.out(out, B * N * 4), B, N, anchor_batch, p);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_box_decode",
                      decode_impl(static_cast<const scalar_t*>(data),
                                  static_cast<const scalar_t*>(anchors),
@@ -195,6 +202,13 @@ void box_decode_cpu(DType dt, const void* data, const void* anchors, void* out, 
 void box_decode_backward_cpu(DType dt, const void* grad_out, const void* data,
                              const void* anchors, void* grad_data, int64_t B, int64_t N,
                              int64_t anchor_batch, const BoxDecodeParams& p) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    box_decode_backward_cpu(DType::kFloat32, h.in(grad_out, B * N * 4), h.in(data, B * N * 4),
+                            h.in(anchors, anchor_batch * N * 4), h.out(grad_data, B * N * 4), B,
+                            N, anchor_batch, p);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_box_decode",
                      decode_backward_impl(static_cast<const scalar_t*>(grad_out),
                                           static_cast<const scalar_t*>(data),
@@ -205,6 +219,12 @@ void box_decode_backward_cpu(DType dt, const void* grad_out, const void* data,
 
 void clip_boxes_cpu(DType dt, const void* boxes, const void* im_info, void* out, int64_t B,
                     int64_t N, int64_t info_cols) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    clip_boxes_cpu(DType::kFloat32, h.in(boxes, B * N * 4), h.in(im_info, B * info_cols),
+                   h.out(out, B * N * 4), B, N, info_cols);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_clip_boxes",
                      clip_impl(static_cast<const scalar_t*>(boxes),
                                static_cast<const scalar_t*>(im_info),
@@ -214,6 +234,13 @@ void clip_boxes_cpu(DType dt, const void* boxes, const void* im_info, void* out,
 void clip_boxes_backward_cpu(DType dt, const void* grad_out, const void* boxes,
                              const void* im_info, void* grad_boxes, int64_t B, int64_t N,
                              int64_t info_cols) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    clip_boxes_backward_cpu(DType::kFloat32, h.in(grad_out, B * N * 4), h.in(boxes, B * N * 4),
+                            h.in(im_info, B * info_cols), h.out(grad_boxes, B * N * 4), B, N,
+                            info_cols);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_clip_boxes",
                      clip_backward_impl(static_cast<const scalar_t*>(grad_out),
                                         static_cast<const scalar_t*>(boxes),

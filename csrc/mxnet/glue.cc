@@ -114,24 +114,38 @@ void AttrReader::finish() const {
 Shape shape_of(const MXTensor& t) { return Shape(t.shape.begin(), t.shape.end()); }
 Shape shape_of(const std::vector<unsigned int>& s) { return Shape(s.begin(), s.end()); }
 
+Shape known_shape(const std::vector<unsigned int>& s, const char* arg) {
+  Shape out(s.begin(), s.end());
+  bool unknown = false;
+  std::string dims;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool u = s[i] == 0xFFFFFFFFu;
+    unknown = unknown || u;
+    dims += (i ? ", " : "") + (u ? std::string("?") : std::to_string(s[i]));
+  }
+  if (unknown)
+    throw InputError(std::string(arg) + " has a dim MXNet marks unknown, shape (" + dims +
+                     "): in MXNet's legacy shape mode (the default) a 0 dim means unknown, so "
+                     "an empty array cannot be passed; turn on NumPy shape semantics with "
+                     "mx.util.np_shape(True) (or mx.npx.set_np()) for empty arrays");
+  return out;
+}
+
 std::string mx_dtype_name(int mx_dtype) {
   static const char* names[] = {"float32", "float64", "float16", "uint8",
                                 "int32",   "int8",    "int64"};
   return (mx_dtype >= 0 && mx_dtype <= 6) ? names[mx_dtype] : "code " + std::to_string(mx_dtype);
 }
 
-DType dtype_of(int mx_dtype, const char* arg, bool allow_half) {
+DType dtype_of(int mx_dtype, const char* arg) {
   switch (mx_dtype) {
     case mxnet::ext::kFloat32: return DType::kFloat32;
     case mxnet::ext::kFloat64: return DType::kFloat64;
-    case mxnet::ext::kFloat16:
-      if (allow_half) return DType::kFloat16;
-      break;
+    case mxnet::ext::kFloat16: return DType::kFloat16;
     default: break;
   }
-  const std::string got = mx_dtype_name(mx_dtype);
-  throw InputError(std::string(arg) + " must be float32 or float64" +
-                   (allow_half ? " (float16 on gpu)" : "") + ", got " + got);
+  throw InputError(std::string(arg) + " must be float32, float64 or float16, got " +
+                   mx_dtype_name(mx_dtype));
 }
 
 bool on_gpu(const MXTensor& t) { return t.ctx.dev_type == "gpu"; }
@@ -156,7 +170,7 @@ void* gpu_workspace(const OpResource& res, size_t bytes) {
 
 void zero_fill(MXTensor& t, const OpResource& res) {
   const size_t bytes = static_cast<size_t>(t.size()) *
-                       elem_size(dtype_of(t.dtype, "gradient", true));
+                       elem_size(dtype_of(t.dtype, "gradient"));
   if (bytes == 0) return;
   if (on_gpu(t)) {
 #ifdef FRCNN_WITH_CUDA
@@ -174,13 +188,13 @@ void require(bool ok, const std::string& msg) {
 }
 
 MXReturnValue infer_same_type(const char* op, const std::vector<const char*>& names,
-                              bool allow_half, std::vector<int>* in, std::vector<int>* out) {
+                              std::vector<int>* in, std::vector<int>* out) {
   return guard(op, [&]() {
     // dtype -1 (unknown) takes the first known dtype.
     int t = -1;
     for (int x : *in) if (x >= 0 && t < 0) t = x;
     if (t < 0) return;
-    dtype_of(t, names[0], allow_half);
+    dtype_of(t, names[0]);
     for (size_t i = 0; i < in->size(); ++i) {
       if ((*in)[i] >= 0 && (*in)[i] != t)
         throw InputError(std::string(names[i]) + " must have the dtype of " + names[0] + " (" +

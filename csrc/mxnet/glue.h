@@ -50,8 +50,13 @@ class AttrReader {
 
 Shape shape_of(const MXTensor& t);
 Shape shape_of(const std::vector<unsigned int>& s);
-// MXNet dtype code -> DType, refusing anything but float32/float64 (and float16 if allowed).
-DType dtype_of(int mx_dtype, const char* arg, bool allow_half);
+// An input shape in infer_shape, refusing unknown dims: MXNet passes an unknown dim as -1
+// (4294967295 here), and in its legacy shape mode (the default) a 0 dim means unknown, so an
+// empty array arrives so. The message names the cause and the fix (np_shape / set_np).
+Shape known_shape(const std::vector<unsigned int>& s, const char* arg);
+// MXNet dtype code -> DType, refusing anything but float32, float64 and float16 (float16 runs
+// on every device; the CPU kernels compute it in float32, common/half_cpu.h).
+DType dtype_of(int mx_dtype, const char* arg);
 // "float32", "int32", ... for an MXNet dtype code.
 std::string mx_dtype_name(int mx_dtype);
 bool on_gpu(const MXTensor& t);
@@ -85,7 +90,7 @@ MXReturnValue guard(const char* op, F&& f) {
 
 // Every input has the dtype of the first; outputs get it too.
 MXReturnValue infer_same_type(const char* op, const std::vector<const char*>& names,
-                              bool allow_half, std::vector<int>* in, std::vector<int>* out);
+                              std::vector<int>* in, std::vector<int>* out);
 
 }  // namespace mxglue
 }  // namespace frcnn

@@ -28,13 +28,13 @@ MXReturnValue parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
 }
 
 MXReturnValue infer_type(const Attrs&, std::vector<int>* in, std::vector<int>* out) {
-  return infer_same_type(kOp, {"data", "anchors"}, true, in, out);
+  return infer_same_type(kOp, {"data", "anchors"}, in, out);
 }
 
 MXReturnValue infer_shape(const Attrs&, std::vector<std::vector<unsigned int>>* in,
                           std::vector<std::vector<unsigned int>>* out) {
   return guard(kOp, [&]() {
-    require_ok(box_decode_check(shape_of((*in)[0]), shape_of((*in)[1])));
+    require_ok(box_decode_check(known_shape((*in)[0], "data"), known_shape((*in)[1], "anchors")));
     (*out)[0] = (*in)[0];
   });
 }
@@ -46,7 +46,7 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in, std::vector
     MXTensor &data = (*in)[0], &anchors = (*in)[1];
     const Shape ds = shape_of(data);
     require_ok(box_decode_check(ds, shape_of(anchors)));
-    const DType dt = dtype_of(data.dtype, "data", on_gpu(data));
+    const DType dt = dtype_of(data.dtype, "data");
     if (on_gpu(data)) {
 #ifdef FRCNN_WITH_CUDA
       box_decode_cuda(dt, data.data_ptr, anchors.data_ptr, (*out)[0].data_ptr, ds[0], ds[1],
@@ -69,7 +69,7 @@ MXReturnValue backward(const Attrs& attrs, std::vector<MXTensor>* in,
     MXTensor &g = (*in)[0], &data = (*in)[1], &anchors = (*in)[2];
     MXTensor &gd = (*out)[0], &ga = (*out)[1];
     const Shape ds = shape_of(data);
-    const DType dt = dtype_of(data.dtype, "data", on_gpu(data));
+    const DType dt = dtype_of(data.dtype, "data");
     if (on_gpu(data)) {
 #ifdef FRCNN_WITH_CUDA
       box_decode_backward_cuda(dt, g.data_ptr, data.data_ptr, anchors.data_ptr, gd.data_ptr,

@@ -15,13 +15,13 @@ MXReturnValue parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
 }
 
 MXReturnValue infer_type(const Attrs&, std::vector<int>* in, std::vector<int>* out) {
-  return infer_same_type(kOp, {"boxes", "im_info"}, true, in, out);
+  return infer_same_type(kOp, {"boxes", "im_info"}, in, out);
 }
 
 MXReturnValue infer_shape(const Attrs&, std::vector<std::vector<unsigned int>>* in,
                           std::vector<std::vector<unsigned int>>* out) {
   return guard(kOp, [&]() {
-    require_ok(clip_boxes_check(shape_of((*in)[0]), shape_of((*in)[1])));
+    require_ok(clip_boxes_check(known_shape((*in)[0], "boxes"), known_shape((*in)[1], "im_info")));
     (*out)[0] = (*in)[0];
   });
 }
@@ -32,7 +32,7 @@ MXReturnValue forward(const Attrs&, std::vector<MXTensor>* in, std::vector<MXTen
     MXTensor &boxes = (*in)[0], &info = (*in)[1];
     const Shape bs = shape_of(boxes);
     require_ok(clip_boxes_check(bs, shape_of(info)));
-    const DType dt = dtype_of(boxes.dtype, "boxes", on_gpu(boxes));
+    const DType dt = dtype_of(boxes.dtype, "boxes");
     if (on_gpu(boxes)) {
 #ifdef FRCNN_WITH_CUDA
       clip_boxes_cuda(dt, boxes.data_ptr, info.data_ptr, (*out)[0].data_ptr, bs[0], bs[1],
@@ -53,7 +53,7 @@ MXReturnValue backward(const Attrs&, std::vector<MXTensor>* in, std::vector<MXTe
   return guard(kOp, [&]() {
     MXTensor &g = (*in)[0], &boxes = (*in)[1], &info = (*in)[2];
     const Shape bs = shape_of(boxes);
-    const DType dt = dtype_of(boxes.dtype, "boxes", on_gpu(boxes));
+    const DType dt = dtype_of(boxes.dtype, "boxes");
     if (on_gpu(boxes)) {
 #ifdef FRCNN_WITH_CUDA
       clip_boxes_backward_cuda(dt, g.data_ptr, boxes.data_ptr, info.data_ptr, (*out)[0].data_ptr,

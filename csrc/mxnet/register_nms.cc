@@ -32,13 +32,13 @@ MXReturnValue parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
 }
 
 MXReturnValue infer_type(const Attrs&, std::vector<int>* in, std::vector<int>* out) {
-  return infer_same_type(kOp, {"data"}, true, in, out);
+  return infer_same_type(kOp, {"data"}, in, out);
 }
 
 MXReturnValue infer_shape(const Attrs& attrs, std::vector<std::vector<unsigned int>>* in,
                           std::vector<std::vector<unsigned int>>* out) {
   return guard(kOp, [&]() {
-    require_ok(nms_check(shape_of((*in)[0]), parse(attrs)));
+    require_ok(nms_check(known_shape((*in)[0], "data"), parse(attrs)));
     (*out)[0] = (*in)[0];
   });
 }
@@ -52,7 +52,7 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in, std::vector
     require_ok(nms_check(s, p));
     int64_t batches, n, width;
     nms_flatten(s, &batches, &n, &width);
-    const DType dt = dtype_of(data.dtype, "data", on_gpu(data));
+    const DType dt = dtype_of(data.dtype, "data");
     if (on_gpu(data)) {
 #ifdef FRCNN_WITH_CUDA
       const size_t ws = nms_cuda_workspace(dt, batches, n, width, p);
@@ -68,11 +68,33 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in, std::vector
   });
 }
 
-// The gradient of nms is zero (box_nms routes it to the kept rows; detection models call nms
-// outside autograd, and lib_api has no hidden outputs to remember the routing).
-MXReturnValue backward(const Attrs&, std::vector<MXTensor>*, std::vector<MXTensor>* out,
-                       const OpResource& res) {
-  return guard(kOp, [&]() { zero_fill((*out)[0], res); });
+// box_nms's gradient: output row k's gradient goes to the input row the k-th kept row came
+// from (all columns), every other row gets 0. lib_api keeps no hidden outputs, so the kept
+// rows are selected again from data (deterministic, the forward's selection).
+// inputs: [grad_out, data, out]; outputs: [grad_data]
+MXReturnValue backward(const Attrs& attrs, std::vector<MXTensor>* in,
+                       std::vector<MXTensor>* out, const OpResource& res) {
+  return guard(kOp, [&]() {
+    const NmsParams p = parse(attrs);
+    MXTensor &g = (*in)[0], &data = (*in)[1], &gd = (*out)[0];
+    const Shape s = shape_of(data);
+    require_ok(nms_check(s, p));
+    int64_t batches, n, width;
+    nms_flatten(s, &batches, &n, &width);
+    const DType dt = dtype_of(data.dtype, "data");
+    if (on_gpu(data)) {
+#ifdef FRCNN_WITH_CUDA
+      const size_t ws = nms_cuda_workspace(dt, batches, n, width, p);
+      void* buf = gpu_workspace(res, ws);
+      nms_backward_cuda(dt, g.data_ptr, data.data_ptr, gd.data_ptr, batches, n, width, p, buf,
+                        ws, res.get_cuda_stream());
+#else
+      no_cuda();
+#endif
+    } else {
+      nms_backward_cpu(dt, g.data_ptr, data.data_ptr, gd.data_ptr, batches, n, width, p);
+    }
+  });
 }
 
 }  // namespace nms_op

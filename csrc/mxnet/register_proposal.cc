@@ -33,15 +33,15 @@ MXReturnValue parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
 }
 
 MXReturnValue infer_type(const Attrs&, std::vector<int>* in, std::vector<int>* out) {
-  return infer_same_type(kOp, {"scores", "deltas", "anchors", "im_info"}, true, in, out);
+  return infer_same_type(kOp, {"scores", "deltas", "anchors", "im_info"}, in, out);
 }
 
 MXReturnValue infer_shape(const Attrs& attrs, std::vector<std::vector<unsigned int>>* in,
                           std::vector<std::vector<unsigned int>>* out) {
   return guard(kOp, [&]() {
     const ProposalParams p = parse(attrs);
-    require_ok(proposal_check(shape_of((*in)[0]), shape_of((*in)[1]), shape_of((*in)[2]),
-                              shape_of((*in)[3])));
+    require_ok(proposal_check(known_shape((*in)[0], "scores"), known_shape((*in)[1], "deltas"), known_shape((*in)[2], "anchors"),
+                              known_shape((*in)[3], "im_info")));
     (*out)[0] = {(*in)[1][0], static_cast<unsigned int>(p.post_nms), 5u};
   });
 }
@@ -53,7 +53,7 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in, std::vector
     MXTensor &scores = (*in)[0], &deltas = (*in)[1], &anchors = (*in)[2], &info = (*in)[3];
     const Shape ds = shape_of(deltas);
     require_ok(proposal_check(shape_of(scores), ds, shape_of(anchors), shape_of(info)));
-    const DType dt = dtype_of(deltas.dtype, "deltas", on_gpu(deltas));
+    const DType dt = dtype_of(deltas.dtype, "deltas");
     if (on_gpu(deltas)) {
 #ifdef FRCNN_WITH_CUDA
       const size_t ws = proposal_cuda_workspace(dt, ds[0], ds[1], p);

@@ -41,7 +41,7 @@ MXReturnValue parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
 }
 
 MXReturnValue infer_type(const Attrs&, std::vector<int>* in, std::vector<int>* out) {
-  return infer_same_type(kOp, {"data", "rois"}, true, in, out);
+  return infer_same_type(kOp, {"data", "rois"}, in, out);
 }
 
 MXReturnValue infer_shape(const Attrs& attrs, std::vector<std::vector<unsigned int>>* in,
@@ -49,7 +49,7 @@ MXReturnValue infer_shape(const Attrs& attrs, std::vector<std::vector<unsigned i
   return guard(kOp, [&]() {
     const Attributes a = parse(attrs);
     Shape os;
-    require_ok(roi_align_check(shape_of((*in)[0]), shape_of((*in)[1]), a.p, &os));
+    require_ok(roi_align_check(known_shape((*in)[0], "data"), known_shape((*in)[1], "rois"), a.p, &os));
     (*out)[0] = std::vector<unsigned int>(os.begin(), os.end());
   });
 }
@@ -61,7 +61,7 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in, std::vector
     MXTensor &data = (*in)[0], &rois = (*in)[1];
     const Shape ds = shape_of(data), rs = shape_of(rois);
     require_ok(roi_align_check(ds, rs, a.p));
-    const DType dt = dtype_of(data.dtype, "data", on_gpu(data));
+    const DType dt = dtype_of(data.dtype, "data");
     require(rois.dtype == data.dtype, "rois must have the dtype of data (" +
                                           mx_dtype_name(data.dtype) + "), got " +
                                           mx_dtype_name(rois.dtype));
@@ -90,7 +90,7 @@ MXReturnValue backward(const Attrs& attrs, std::vector<MXTensor>* in,
     MXTensor &gd = (*out)[0], &gr = (*out)[1];
     const Shape ds = shape_of(data), rs = shape_of(rois);
     require_ok(roi_align_check(ds, rs, a.p));
-    const DType dt = dtype_of(data.dtype, "data", on_gpu(data));
+    const DType dt = dtype_of(data.dtype, "data");
     if (on_gpu(data)) {
 #ifdef FRCNN_WITH_CUDA
       roi_align_backward_cuda(dt, g.data_ptr, rois.data_ptr, gd.data_ptr, ds[0], ds[1], ds[2],

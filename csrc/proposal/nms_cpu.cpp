@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "common/checks.h"
+#include "common/half_cpu.h"
 #include "common/parallel.h"
 #include "proposal/nms_cpu.h"
 #include "proposal/proposal.h"
@@ -46,10 +47,12 @@ std::string nms_check(const Shape& data, const NmsParams& p) {
 
 namespace {
 
+// The rows box_nms keeps from one batch, in output order: fills kept->src[0..count), returns
+// count. Deterministic: forward and backward select the same rows.
 template <typename T>
-void nms_one(const T* data, T* out, int64_t n, int64_t width, const NmsParams& p) {
+int nms_select(const T* data, int64_t n, int64_t width, const NmsParams& p, BoxList<T>* kept) {
   thread_local std::vector<uint32_t> order;
-  thread_local BoxList<T> cand, kept;
+  thread_local BoxList<T> cand;
   const T valid = static_cast<T>(p.valid_thresh);
   const T background = static_cast<T>(p.background_id);
   const bool use_id = p.id_index >= 0;
@@ -64,7 +67,7 @@ void nms_one(const T* data, T* out, int64_t n, int64_t width, const NmsParams& p
   const int topk = static_cast<int>(p.topk < 0 ? count : std::min<size_t>(count, p.topk));
   const bool by_class = use_id && !p.force_suppress;
   cand.reserve(topk);
-  kept.reserve(topk);
+  kept->reserve(topk);
   for (int r = 0; r < topk; ++r) {
     const T* row = data + static_cast<int64_t>(order[r]) * width;
     const T* c = row + p.coord_start;
@@ -72,8 +75,14 @@ void nms_one(const T* data, T* out, int64_t n, int64_t width, const NmsParams& p
     cand.set(r, c[0], c[1], c[2], c[3], nms_box_area<T>(c[0], c[1], c[2], c[3], p.in_center),
              cls, order[r]);
   }
-  const int nkeep = greedy_nms(cand, topk, static_cast<T>(p.overlap_thresh), p.in_center,
-                               by_class, topk, &kept);
+  return greedy_nms(cand, topk, static_cast<T>(p.overlap_thresh), p.in_center, by_class, topk,
+                    kept);
+}
+
+template <typename T>
+void nms_one(const T* data, T* out, int64_t n, int64_t width, const NmsParams& p) {
+  thread_local BoxList<T> kept;
+  const int nkeep = nms_select<T>(data, n, width, p, &kept);
   for (int k = 0; k < nkeep; ++k) {
     T* o = out + static_cast<int64_t>(k) * width;
     std::memcpy(o, data + static_cast<int64_t>(kept.src[k]) * width, width * sizeof(T));
@@ -87,6 +96,26 @@ void nms_one(const T* data, T* out, int64_t n, int64_t width, const NmsParams& p
   std::fill(out + static_cast<int64_t>(nkeep) * width, out + n * width, T(-1));
 }
 
+// box_nms's gradient: output row k's gradient goes, all columns and unchanged (also when
+// out_format != in_format), to the input row the k-th kept row came from; every other input
+// row gets 0.
+template <typename T>
+void nms_backward_one(const T* grad_out, const T* data, T* grad_data, int64_t n, int64_t width,
+                      const NmsParams& p) {
+  thread_local BoxList<T> kept;
+  const int nkeep = nms_select<T>(data, n, width, p, &kept);
+  std::fill(grad_data, grad_data + n * width, T(0));
+  for (int k = 0; k < nkeep; ++k)
+    std::memcpy(grad_data + static_cast<int64_t>(kept.src[k]) * width,
+                grad_out + static_cast<int64_t>(k) * width, width * sizeof(T));
+}
+
+// Threads across batches only for enough rows (~1 ms): a shorter parallel region gains
+// little and stalls for a scheduler slice when another process holds a core.
+inline int nms_threads(int64_t batches, int64_t n) {
+  return std::min(threads_for(batches, 1), threads_for(batches * n, 32768));
+}
+
 template <typename T>
 void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
               const NmsParams& p) {
@@ -94,21 +123,54 @@ void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
     std::memcpy(out, data, static_cast<size_t>(batches * n * width) * sizeof(T));
     return;
   }
-  // Threads across batches only for enough rows (~1 ms): a shorter parallel region gains
-  // little and stalls for a scheduler slice when another process holds a core.
-  const int nt = std::min(threads_for(batches, 1), threads_for(batches * n, 32768));
+  const int nt = nms_threads(batches, n);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
   for (int64_t b = 0; b < batches; ++b)
     nms_one<T>(data + b * n * width, out + b * n * width, n, width, p);
+}
+
+template <typename T>
+void nms_backward_impl(const T* grad_out, const T* data, T* grad_data, int64_t batches,
+                       int64_t n, int64_t width, const NmsParams& p) {
+  if (p.topk == 0) {  // the identity's gradient (box_nms records every row as its own source)
+    std::memcpy(grad_data, grad_out, static_cast<size_t>(batches * n * width) * sizeof(T));
+    return;
+  }
+  const int nt = nms_threads(batches, n);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (int64_t b = 0; b < batches; ++b)
+    nms_backward_one<T>(grad_out + b * n * width, data + b * n * width,
+                        grad_data + b * n * width, n, width, p);
 }
 
 }  // namespace
 
 void nms_cpu(DType dt, const void* data, void* out, int64_t batches, int64_t n, int64_t width,
              const NmsParams& p) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    nms_cpu(DType::kFloat32, h.in(data, batches * n * width), h.out(out, batches * n * width),
+            batches, n, width, p);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_nms",
                      nms_impl(static_cast<const scalar_t*>(data), static_cast<scalar_t*>(out),
                               batches, n, width, p));
+}
+
+void nms_backward_cpu(DType dt, const void* grad_out, const void* data, void* grad_data,
+                      int64_t batches, int64_t n, int64_t width, const NmsParams& p) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    const int64_t total = batches * n * width;
+    nms_backward_cpu(DType::kFloat32, h.in(grad_out, total), h.in(data, total),
+                     h.out(grad_data, total), batches, n, width, p);
+    return h.finish();
+  }
+  FRCNN_DISPATCH_CPU(dt, "frcnn_nms",
+                     nms_backward_impl(static_cast<const scalar_t*>(grad_out),
+                                       static_cast<const scalar_t*>(data),
+                                       static_cast<scalar_t*>(grad_data), batches, n, width, p));
 }
 
 }  // namespace frcnn

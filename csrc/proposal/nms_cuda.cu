@@ -80,6 +80,22 @@ __global__ void nms_output_kernel(const T* data, const int* keep, const int* kee
   }
 }
 
+// box_nms's gradient, one thread per element of the output gradient: row k < keep_count of
+// batch b goes to the input row the k-th kept row came from; grad_data was zeroed before.
+template <typename T>
+__global__ void nms_grad_scatter_kernel(const T* grad_out, const int* keep, const int* keep_count,
+                                        DevBoxes<typename Acc<T>::type> cand, int64_t batches,
+                                        int64_t n, int64_t width, T* grad_data) {
+  CUDA_1D_KERNEL_LOOP(e, batches * n * width) {
+    const int64_t g = e / width, c = e - g * width;
+    const int64_t b = g / n;
+    const int k = static_cast<int>(g - b * n);
+    if (k >= keep_count[b]) continue;
+    const uint32_t i = cand.src[b * cand.cap + keep[b * cand.cap + k]];
+    grad_data[(b * n + i) * width + c] = grad_out[e];
+  }
+}
+
 template <typename T>
 struct NmsPlan {
   using A = typename Acc<T>::type;
@@ -123,42 +139,75 @@ struct NmsPlan {
   }
 };
 
+// Copies n elements of T on the stream (device to device).
 template <typename T>
-void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
-              const NmsParams& p, void* ws, size_t ws_bytes, cudaStream_t stream) {
+void copy_async(T* dst, const T* src, int64_t n, cudaStream_t stream) {
+  cudaError_t e = cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice, stream);
+  if (e != cudaSuccess) throw Error(std::string("frcnn_nms: ") + cudaGetErrorString(e));
+}
+
+// The selection, shared by the forward and the backward (deterministic: both select the same
+// rows): keys, sort, gather, IoU bits, greedy pass. Leaves keep / keep_count / cand in plan.
+template <typename T>
+void nms_select(const T* data, int64_t batches, int64_t n, int64_t width, const NmsParams& p,
+                void* ws, size_t ws_bytes, cudaStream_t stream, NmsPlan<T>* plan) {
   using A = typename Acc<T>::type;
   const int64_t total = batches * n;
-  if (total == 0) return;
-  if (p.topk == 0) {  // box_nms returns its input unchanged when topk < 1
-    cudaError_t e = cudaMemcpyAsync(out, data, total * width * sizeof(T),
-                                    cudaMemcpyDeviceToDevice, stream);
-    if (e != cudaSuccess) throw Error(std::string("frcnn_nms: ") + cudaGetErrorString(e));
-    return;
-  }
-  NmsPlan<T> plan;
-  const size_t need = plan.carve(nullptr, batches, n, p);
+  const size_t need = plan->carve(nullptr, batches, n, p);
   if (ws == nullptr || ws_bytes < need)
     throw Error("frcnn_nms: workspace of " + std::to_string(ws_bytes) + " bytes, needs " +
                 std::to_string(need));
-  plan.carve(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws) + 255) & ~uintptr_t(255)),
-             batches, n, p);
-  cudaError_t e = cudaMemsetAsync(plan.counts, 0, batches * sizeof(int), stream);
+  plan->carve(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws) + 255) & ~uintptr_t(255)),
+              batches, n, p);
+  cudaError_t e = cudaMemsetAsync(plan->counts, 0, batches * sizeof(int), stream);
   if (e != cudaSuccess) throw Error(std::string("frcnn_nms: ") + cudaGetErrorString(e));
   launch("frcnn_nms: nms_keys_kernel", nms_keys_kernel<T>, blocks_for(total), kThreads, 0, stream,
-         data, total, n, width, p, plan.keys, plan.idx, plan.counts);
+         data, total, n, width, p, plan->keys, plan->idx, plan->counts);
   launch("frcnn_nms: segment_offsets_kernel", nms_dev::segment_offsets_kernel,
-         blocks_for(batches + 1), kThreads, 0, stream, plan.offsets, batches, n);
-  plan.sort.run(plan.sort_temp, plan.keys, plan.keys_sorted, plan.idx, plan.order, plan.offsets,
-                batches, n, stream);
-  launch("frcnn_nms: nms_gather_kernel", nms_gather_kernel<T>, blocks_for(batches * plan.cap),
-         kThreads, 0, stream, data, plan.order, plan.counts, batches, n, width, p, plan.cand);
-  nms_dev::launch_mask<A>(plan.cand, batches, static_cast<A>(p.overlap_thresh), p.in_center,
-                          p.id_index >= 0 && !p.force_suppress, plan.col_blocks, plan.mask,
+         blocks_for(batches + 1), kThreads, 0, stream, plan->offsets, batches, n);
+  plan->sort.run(plan->sort_temp, plan->keys, plan->keys_sorted, plan->idx, plan->order,
+                 plan->offsets, batches, n, stream);
+  launch("frcnn_nms: nms_gather_kernel", nms_gather_kernel<T>, blocks_for(batches * plan->cap),
+         kThreads, 0, stream, data, plan->order, plan->counts, batches, n, width, p, plan->cand);
+  nms_dev::launch_mask<A>(plan->cand, batches, static_cast<A>(p.overlap_thresh), p.in_center,
+                          p.id_index >= 0 && !p.force_suppress, plan->col_blocks, plan->mask,
                           stream);
-  nms_dev::launch_greedy(plan.mask, plan.cand.count, batches, plan.cap, plan.col_blocks,
-                         plan.cap, plan.keep, plan.keep_count, stream);
+  nms_dev::launch_greedy(plan->mask, plan->cand.count, batches, plan->cap, plan->col_blocks,
+                         plan->cap, plan->keep, plan->keep_count, stream);
+}
+
+template <typename T>
+void nms_impl(const T* data, T* out, int64_t batches, int64_t n, int64_t width,
+              const NmsParams& p, void* ws, size_t ws_bytes, cudaStream_t stream) {
+  const int64_t total = batches * n;
+  if (total == 0) return;
+  if (p.topk == 0) {  // box_nms returns its input unchanged when topk < 1
+    copy_async(out, data, total * width, stream);
+    return;
+  }
+  NmsPlan<T> plan;
+  nms_select<T>(data, batches, n, width, p, ws, ws_bytes, stream, &plan);
   launch("frcnn_nms: nms_output_kernel", nms_output_kernel<T>, blocks_for(total), kThreads, 0,
          stream, data, plan.keep, plan.keep_count, plan.cand, batches, n, width, p, out);
+}
+
+template <typename T>
+void nms_backward_impl(const T* grad_out, const T* data, T* grad_data, int64_t batches,
+                       int64_t n, int64_t width, const NmsParams& p, void* ws, size_t ws_bytes,
+                       cudaStream_t stream) {
+  const int64_t total = batches * n;
+  if (total == 0 || width == 0) return;
+  if (p.topk == 0) {  // the identity's gradient
+    copy_async(grad_data, grad_out, total * width, stream);
+    return;
+  }
+  NmsPlan<T> plan;
+  nms_select<T>(data, batches, n, width, p, ws, ws_bytes, stream, &plan);
+  cudaError_t e = cudaMemsetAsync(grad_data, 0, total * width * sizeof(T), stream);
+  if (e != cudaSuccess) throw Error(std::string("frcnn_nms: ") + cudaGetErrorString(e));
+  launch("frcnn_nms: nms_grad_scatter_kernel", nms_grad_scatter_kernel<T>,
+         blocks_for(total * width), kThreads, 0, stream, grad_out, plan.keep, plan.keep_count,
+         plan.cand, batches, n, width, grad_data);
 }
 
 }  // namespace
@@ -175,6 +224,16 @@ void nms_cuda(DType dt, const void* data, void* out, int64_t batches, int64_t n,
   FRCNN_DISPATCH_CUDA(dt, "frcnn_nms",
     nms_impl<scalar_t>(static_cast<const scalar_t*>(data), static_cast<scalar_t*>(out), batches,
                        n, width, p, workspace, workspace_bytes, as_stream(stream)));
+}
+
+void nms_backward_cuda(DType dt, const void* grad_out, const void* data, void* grad_data,
+                       int64_t batches, int64_t n, int64_t width, const NmsParams& p,
+                       void* workspace, size_t workspace_bytes, void* stream) {
+  FRCNN_DISPATCH_CUDA(dt, "frcnn_nms",
+    nms_backward_impl<scalar_t>(static_cast<const scalar_t*>(grad_out),
+                                static_cast<const scalar_t*>(data),
+                                static_cast<scalar_t*>(grad_data), batches, n, width, p,
+                                workspace, workspace_bytes, as_stream(stream)));
 }
 
 }  // namespace frcnn

@@ -68,9 +68,19 @@ inline void nms_flatten(const Shape& s, int64_t* batches, int64_t* n, int64_t* w
 void nms_cpu(DType dt, const void* data, void* out, int64_t batches, int64_t n, int64_t width,
              const NmsParams& p);
 
+// box_nms's gradient w.r.t. data: output row k's gradient (all columns, unchanged) goes to
+// the input row the k-th kept row came from, every other row gets 0 (with topk = 0: the
+// identity). The selection is run again on data (deterministic). grad_data is overwritten.
+void nms_backward_cpu(DType dt, const void* grad_out, const void* data, void* grad_data,
+                      int64_t batches, int64_t n, int64_t width, const NmsParams& p);
+
 size_t nms_cuda_workspace(DType dt, int64_t batches, int64_t n, int64_t width,
                           const NmsParams& p);
 void nms_cuda(DType dt, const void* data, void* out, int64_t batches, int64_t n, int64_t width,
               const NmsParams& p, void* workspace, size_t workspace_bytes, void* stream);
+// The gradient on the GPU: same workspace as nms_cuda, no host synchronisation.
+void nms_backward_cuda(DType dt, const void* grad_out, const void* data, void* grad_data,
+                       int64_t batches, int64_t n, int64_t width, const NmsParams& p,
+                       void* workspace, size_t workspace_bytes, void* stream);
 
 }  // namespace frcnn

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/half_cpu.h"
 #include "common/parallel.h"
 #include "proposal/nms_cpu.h"
 #include "proposal/proposal.h"
@@ -115,6 +116,13 @@ void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* 
 void proposal_cpu(DType dt, const void* scores, const void* deltas, const void* anchors,
                   const void* im_info, void* out, int64_t B, int64_t N, int64_t anchor_batch,
                   int64_t info_cols, const ProposalParams& p) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    proposal_cpu(DType::kFloat32, h.in(scores, B * N), h.in(deltas, B * N * 4),
+                 h.in(anchors, anchor_batch * N * 4), h.in(im_info, B * info_cols),
+                 h.out(out, B * int64_t(p.post_nms) * 5), B, N, anchor_batch, info_cols, p);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_proposal",
                      proposal_impl(static_cast<const scalar_t*>(scores),
                                    static_cast<const scalar_t*>(deltas),

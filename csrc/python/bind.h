@@ -26,7 +26,8 @@ void run_binders(py::module_& m);
 
 // ValueError("<op>: <msg>") unless msg is empty.
 void raise_if(const char* op, const std::string& msg);
-// dtype of a NumPy array, refusing anything but float32/float64.
+// dtype of a NumPy array, refusing anything but float32, float64 and float16 (the CPU
+// kernels compute float16 in float32 and round once: common/half_cpu.h).
 DType np_dtype(const char* op, const char* arg, const py::array& a);
 Shape np_shape(const py::array& a);
 // Requires that every array has the dtype of the first.

@@ -23,10 +23,11 @@ py::array box_decode_np(py::array data, py::array anchors, std::vector<float> st
   same_dtype(op, {{"data", data}, {"anchors", anchors}});
   const Shape ds = np_shape(data), as = np_shape(anchors);
   raise_if(op, box_decode_check(ds, as));
-  py::array out = new_array(np_dtype(op, "data", data), ds);
+  const DType dt = np_dtype(op, "data", data);  // with the GIL held
+  py::array out = new_array(dt, ds);
   {
     py::gil_scoped_release nogil;
-    box_decode_cpu(np_dtype(op, "data", data), cptr(data), cptr(anchors), mptr(out), ds[0], ds[1],
+    box_decode_cpu(dt, cptr(data), cptr(anchors), mptr(out), ds[0], ds[1],
                    as[0], p);
   }
   return out;
@@ -41,10 +42,11 @@ py::array box_decode_backward_np(py::array grad, py::array data, py::array ancho
   raise_if(op, box_decode_check(ds, as));
   raise_if(op, np_shape(grad) == ds ? "" : "grad must have the shape of data " + shape_str(ds) +
                    ", got " + shape_str(np_shape(grad)));
-  py::array out = new_array(np_dtype(op, "data", data), ds);
+  const DType dt = np_dtype(op, "data", data);  // with the GIL held
+  py::array out = new_array(dt, ds);
   {
     py::gil_scoped_release nogil;
-    box_decode_backward_cpu(np_dtype(op, "data", data), cptr(grad), cptr(data), cptr(anchors),
+    box_decode_backward_cpu(dt, cptr(grad), cptr(data), cptr(anchors),
                             mptr(out), ds[0], ds[1], as[0], p);
   }
   return out;
@@ -55,10 +57,11 @@ py::array clip_boxes_np(py::array boxes, py::array im_info) {
   same_dtype(op, {{"boxes", boxes}, {"im_info", im_info}});
   const Shape bs = np_shape(boxes), is = np_shape(im_info);
   raise_if(op, clip_boxes_check(bs, is));
-  py::array out = new_array(np_dtype(op, "boxes", boxes), bs);
+  const DType dt = np_dtype(op, "boxes", boxes);  // with the GIL held
+  py::array out = new_array(dt, bs);
   {
     py::gil_scoped_release nogil;
-    clip_boxes_cpu(np_dtype(op, "boxes", boxes), cptr(boxes), cptr(im_info), mptr(out), bs[0],
+    clip_boxes_cpu(dt, cptr(boxes), cptr(im_info), mptr(out), bs[0],
                    bs[1], is[1]);
   }
   return out;
@@ -71,10 +74,11 @@ py::array clip_boxes_backward_np(py::array grad, py::array boxes, py::array im_i
   raise_if(op, clip_boxes_check(bs, is));
   raise_if(op, np_shape(grad) == bs ? "" : "grad must have the shape of boxes " + shape_str(bs) +
                    ", got " + shape_str(np_shape(grad)));
-  py::array out = new_array(np_dtype(op, "boxes", boxes), bs);
+  const DType dt = np_dtype(op, "boxes", boxes);  // with the GIL held
+  py::array out = new_array(dt, bs);
   {
     py::gil_scoped_release nogil;
-    clip_boxes_backward_cpu(np_dtype(op, "boxes", boxes), cptr(grad), cptr(boxes), cptr(im_info),
+    clip_boxes_backward_cpu(dt, cptr(grad), cptr(boxes), cptr(im_info),
                             mptr(out), bs[0], bs[1], is[1]);
   }
   return out;

@@ -79,6 +79,30 @@ py::array nms_np(py::array data, float overlap_thresh, float valid_thresh, int t
   return out;
 }
 
+// box_nms's gradient w.r.t. data (see nms_backward_cpu): grad has data's shape.
+py::array nms_backward_np(py::array grad, py::array data, float overlap_thresh,
+                          float valid_thresh, int topk, int coord_start, int score_index,
+                          int id_index, int background_id, bool force_suppress,
+                          std::string in_format, std::string out_format) {
+  const char* op = "frcnn_nms";
+  const NmsParams p = nms_params(overlap_thresh, valid_thresh, topk, coord_start, score_index,
+                                 id_index, background_id, force_suppress, in_format, out_format);
+  same_dtype(op, {{"data", data}, {"grad", grad}});
+  const DType dt = np_dtype(op, "data", data);
+  const Shape s = np_shape(data);
+  raise_if(op, nms_check(s, p));
+  raise_if(op, np_shape(grad) == s ? "" : "grad must have the shape of data " + shape_str(s) +
+                   ", got " + shape_str(np_shape(grad)));
+  int64_t batches, n, width;
+  nms_flatten(s, &batches, &n, &width);
+  py::array out = new_array(dt, s);
+  {
+    py::gil_scoped_release nogil;
+    nms_backward_cpu(dt, cptr(grad), cptr(data), mptr(out), batches, n, width, p);
+  }
+  return out;
+}
+
 // Shape and attribute checks alone (ValueError naming the op), run by the Python wrappers
 // before making inputs contiguous: an over-limit shape is refused without allocating.
 void proposal_check_np(Shape ss, Shape ds, Shape as, Shape is, int pre, int post,
@@ -125,6 +149,21 @@ size_t nms_ws_gpu(int dtype, Shape s, float overlap_thresh, float valid_thresh, 
   return nms_cuda_workspace(gpu_dtype("frcnn_nms", dtype), batches, n, width, p);
 }
 
+void nms_backward_gpu(int dtype, uintptr_t grad, uintptr_t data, uintptr_t grad_data, Shape s,
+                      float overlap_thresh, float valid_thresh, int topk, int coord_start,
+                      int score_index, int id_index, int background_id, bool force_suppress,
+                      std::string in_format, std::string out_format, uintptr_t workspace,
+                      size_t workspace_bytes, uintptr_t stream) {
+  const char* op = "frcnn_nms";
+  const NmsParams p = nms_params(overlap_thresh, valid_thresh, topk, coord_start, score_index,
+                                 id_index, background_id, force_suppress, in_format, out_format);
+  raise_if(op, nms_check(s, p));
+  int64_t batches, n, width;
+  nms_flatten(s, &batches, &n, &width);
+  nms_backward_cuda(gpu_dtype(op, dtype), dptr(grad), dptr(data), dptr(grad_data), batches, n,
+                    width, p, dptr(workspace), workspace_bytes, dptr(stream));
+}
+
 void nms_gpu(int dtype, uintptr_t data, uintptr_t out, Shape s, float overlap_thresh,
              float valid_thresh, int topk, int coord_start, int score_index, int id_index,
              int background_id, bool force_suppress, std::string in_format,
@@ -144,6 +183,7 @@ void nms_gpu(int dtype, uintptr_t data, uintptr_t out, Shape s, float overlap_th
 void bind(py::module_& m) {
   m.def("proposal", &proposal_np);
   m.def("nms", &nms_np);
+  m.def("nms_backward", &nms_backward_np);
   m.def("proposal_check", &proposal_check_np);
   m.def("nms_check", &nms_check_np);
 #ifdef FRCNN_WITH_CUDA
@@ -151,6 +191,7 @@ void bind(py::module_& m) {
   m.def("proposal_gpu", &proposal_gpu);
   m.def("nms_workspace_gpu", &nms_ws_gpu);
   m.def("nms_gpu", &nms_gpu);
+  m.def("nms_backward_gpu", &nms_backward_gpu);
 #endif
 }
 

@@ -26,7 +26,8 @@ DType np_dtype(const char* op, const char* arg, const py::array& a) {
   if (a.dtype().is(py::dtype::of<float>()))
     return DType::kFloat32;
   if (a.dtype().is(py::dtype::of<double>())) return DType::kFloat64;
-  throw py::type_error(std::string(op) + ": " + arg + " must be float32 or float64, got " +
+  if (a.dtype().is(py::dtype("float16"))) return DType::kFloat16;
+  throw py::type_error(std::string(op) + ": " + arg + " must be float32, float64 or float16, got " +
                        std::string(py::str(a.dtype())));
 }
 
@@ -54,6 +55,7 @@ DType gpu_dtype(const char* op, int code) {
 py::array new_array(DType dt, const Shape& s) {
   std::vector<py::ssize_t> shape(s.begin(), s.end());
   if (dt == DType::kFloat64) return py::array_t<double>(shape);
+  if (dt == DType::kFloat16) return py::array(py::dtype("float16"), shape);
   return py::array_t<float>(shape);
 }
 

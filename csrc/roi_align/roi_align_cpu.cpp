@@ -30,6 +30,7 @@
 #endif
 
 #include "common/checks.h"
+#include "common/half_cpu.h"
 #include "common/parallel.h"
 #include "roi_align/roi_align.h"
 
@@ -562,6 +563,13 @@ void backward_impl(const T* grad_out, const T* rois, T* grad_data, int64_t N, in
 
 void roi_align_cpu(DType dt, const void* data, const void* rois, void* out, int64_t N,
                    int64_t C, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
+  if (dt == DType::kFloat16) {
+    const int64_t c_out = p.position_sensitive ? C / (int64_t(p.pooled_h) * p.pooled_w) : C;
+    HalfAsFloat h;
+    roi_align_cpu(DType::kFloat32, h.in(data, N * C * H * W), h.in(rois, R * 5),
+                  h.out(out, R * c_out * p.pooled_h * p.pooled_w), N, C, H, W, R, p);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_roi_align",
                      forward_impl(static_cast<const scalar_t*>(data),
                                   static_cast<const scalar_t*>(rois),
@@ -571,6 +579,14 @@ void roi_align_cpu(DType dt, const void* data, const void* rois, void* out, int6
 void roi_align_backward_cpu(DType dt, const void* grad_out, const void* rois, void* grad_data,
                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
                             const RoiAlignParams& p) {
+  if (dt == DType::kFloat16) {
+    const int64_t c_out = p.position_sensitive ? C / (int64_t(p.pooled_h) * p.pooled_w) : C;
+    HalfAsFloat h;
+    roi_align_backward_cpu(DType::kFloat32, h.in(grad_out, R * c_out * p.pooled_h * p.pooled_w),
+                           h.in(rois, R * 5), h.out(grad_data, N * C * H * W), N, C, H, W, R,
+                           p);
+    return h.finish();
+  }
   FRCNN_DISPATCH_CPU(dt, "frcnn_roi_align",
                      backward_impl(static_cast<const scalar_t*>(grad_out),
                                    static_cast<const scalar_t*>(rois),
