@@ -162,7 +162,10 @@ def test_grad_req_add_on_leaves_accumulates(rng, op):
     for g1, g_add, g_w in zip(once, added, written):
         np.testing.assert_allclose(g_add, 3 * g1, rtol=1e-6, atol=1e-6)  # 1x + 2x
         np.testing.assert_allclose(g_w, 2 * g1, rtol=1e-6, atol=1e-6)
-    if twin is not None:
+    if op == "nms":  # box_nms's backward ignores the request: it overwrites (MXNet 1.9.1)
+        np.testing.assert_allclose(_leaf_grads(twin, inputs, "add", times=2)[0], 2 * once[0])
+        np.testing.assert_allclose(_leaf_grads(twin, inputs, "write", times=1)[0], once[0])
+    elif twin is not None:
         for g_ours, g_twin in zip(added, _leaf_grads(twin, inputs, "add", times=2)):
             np.testing.assert_allclose(g_ours, g_twin, rtol=1e-5, atol=1e-5)
 
