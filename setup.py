@@ -8,6 +8,8 @@ Environment:
   FRCNN_MXNET_ROOT         the mxnet package folder to build against (default: the installed one)
   FRCNN_NATIVE=1           tune the CPU code for this machine (-march=native); off by default
   FRCNN_SANITIZE=...       e.g. address,undefined for the CPU code
+  FRCNN_CUDA_EMULATE=1     also build frcnn_ops._C_emu: the CUDA kernels compiled by the host
+                           compiler and run on the CPU execution harness (no nvcc needed)
   FRCNN_BUILD_TYPE         CMake build type (Release by default)
   FRCNN_BUILD_DIR          CMake build folder (default build/cmake-<python tag>)
 """
@@ -16,6 +18,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import glob
 import sys
 import sysconfig
 
@@ -39,6 +42,11 @@ def mxnet_root():
     except importlib.metadata.PackageNotFoundError:
         version = ""
     return list(spec.submodule_search_locations)[0], version
+
+
+def emulate():
+    """FRCNN_CUDA_EMULATE=1: also build frcnn_ops._C_emu (the CPU execution harness)."""
+    return os.environ.get("FRCNN_CUDA_EMULATE", "0") not in ("", "0", "OFF", "off")
 
 
 def cython_extensions():
@@ -77,6 +85,7 @@ class CMakeBuild(build_ext):
             "-DFRCNN_MXNET=" + os.environ.get("FRCNN_MXNET", "auto"),
             "-DFRCNN_NATIVE=" + ("ON" if os.environ.get("FRCNN_NATIVE", "0") == "1" else "OFF"),
             "-DFRCNN_SANITIZE=" + os.environ.get("FRCNN_SANITIZE", ""),
+            "-DFRCNN_CUDA_EMULATE=" + ("ON" if emulate() else "OFF"),
             "-DFRCNN_VERSION=" + VERSION,
             "-DMXNET_ROOT=" + mx_root,
             "-DFRCNN_MXNET_VERSION=" + mx_version,
@@ -87,6 +96,9 @@ class CMakeBuild(build_ext):
             args.append("-DCMAKE_CUDA_ARCHITECTURES=" + archs)
         subprocess.check_call(args)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2)
+        if not emulate():  # a _C_emu of an earlier build would be stale
+            for path in glob.glob(os.path.join(out_dir, "_C_emu*")):
+                os.remove(path)
         subprocess.check_call(["cmake", "--build", build_dir, "--parallel", jobs])
         self._out_dir = out_dir
 
@@ -95,9 +107,17 @@ class CMakeBuild(build_ext):
         super().copy_extensions_to_source()  # also the Cython modules, into model/
         src_pkg = os.path.join(ROOT, "frcnn_ops")
         out_dir = getattr(self, "_out_dir", None)
-        for name in ("libfrcnn_ops_mx.so", "_build_config.py"):
-            if out_dir is None:
-                break
+        if out_dir is None:
+            return
+        names = ["libfrcnn_ops_mx.so", "_build_config.py"]
+        # the CPU execution harness (FRCNN_CUDA_EMULATE=1); without it, no stale copy stays
+        emu = glob.glob(os.path.join(out_dir, "_C_emu" + (sysconfig.get_config_var("EXT_SUFFIX")
+                                                          or ".so")))
+        if not emulate():
+            for path in glob.glob(os.path.join(src_pkg, "_C_emu*")):
+                os.remove(path)
+        names += [os.path.basename(p) for p in emu]
+        for name in names:
             path = os.path.join(out_dir, name)
             if os.path.exists(path):
                 shutil.copy2(path, os.path.join(src_pkg, name))

@@ -21,7 +21,7 @@ HAS_GPU = _has_gpu()
 
 def _has_cuda_emu():
     try:
-        from frcnn_ops import _C_emu  # noqa: F401
+        import frcnn_ops._C_emu  # noqa: F401
         return True
     except ImportError:
         return False
@@ -32,7 +32,8 @@ HAS_CUDA_EMU = _has_cuda_emu()
 
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU with CuPy")
-    skip_emu = pytest.mark.skip(reason="needs the CUDA execution harness (FRCNN_CUDA_EMULATE=1)")
+    skip_emu = pytest.mark.skip(reason="needs frcnn_ops._C_emu, the CPU execution harness of "
+                                       "the CUDA kernels (build with FRCNN_CUDA_EMULATE=1)")
     for item in items:
         if "gpu" in item.keywords and not HAS_GPU:
             item.add_marker(skip_gpu)

@@ -2,8 +2,12 @@
 // Never include lib_api.h here (it needs curand under nvcc).
 #pragma once
 
+#if defined(FRCNN_CUDA_EMULATE)
+#include "common/cuda_emu/cuda_emu.h"  // the CPU execution harness: host definitions
+#else
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#endif
 
 #include <cstdlib>
 #include <string>
@@ -70,6 +74,13 @@ void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, s
 }
 
 }  // namespace frcnn
+
+// Dynamic shared memory of a kernel (the launch's smem bytes): `T* name` in effect.
+#if defined(FRCNN_CUDA_EMULATE)
+#define FRCNN_DYNAMIC_SHARED(T, name) T* const name = static_cast<T*>(::emu::dynamic_shared())
+#else
+#define FRCNN_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 
 // Dispatch on a GPU dtype (float32, float64, float16).
 #define FRCNN_DISPATCH_CUDA(DT, NAME, ...)                                                \

@@ -12,6 +12,15 @@
 #define CUDA_1D_KERNEL_LOOP(i, n)                                                   \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;    \
        i < static_cast<int64_t>(n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+#elif defined(FRCNN_CUDA_EMULATE)
+// The .cu sources compiled by the host compiler for the CPU execution harness
+// (common/cuda_emu/cuda_emu.h defines the CUDA keywords and built-in variables).
+#define HOST_DEVICE
+#define HOST_DEVICE_INLINE inline
+#define DEVICE_INLINE inline
+#define CUDA_1D_KERNEL_LOOP(i, n)                                                   \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;    \
+       i < static_cast<int64_t>(n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 #else
 #define HOST_DEVICE
 #define HOST_DEVICE_INLINE inline

@@ -3,7 +3,11 @@
 // which runs on the device (no host synchronisation) and stops once enough boxes are kept.
 #pragma once
 
+#if defined(FRCNN_CUDA_EMULATE)
+#include "common/cuda_emu/cub.h"
+#else
 #include <cub/cub.cuh>
+#endif
 
 #include <cstdint>
 
@@ -148,7 +152,7 @@ void launch_mask(const DevBoxes<A>& boxes, int64_t batches, A thresh, bool cente
 // kept box; keep_count[b]: how many.
 __global__ void nms_greedy_kernel(const uint64_t* mask, const int* counts, int cap,
                                   int col_blocks, int max_keep, int* keep, int* keep_count) {
-  extern __shared__ uint64_t removed[];
+  FRCNN_DYNAMIC_SHARED(uint64_t, removed);
   __shared__ uint64_t diag[kBlock];
   __shared__ int chunk_keep[kBlock];
   __shared__ int chunk_n, total;

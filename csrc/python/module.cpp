@@ -62,12 +62,24 @@ py::array new_array(DType dt, const Shape& s) {
 }  // namespace pyglue
 }  // namespace frcnn
 
-PYBIND11_MODULE(_C, m) {
+// _C, or _C_emu for the CPU execution harness of the CUDA kernels (CMakeLists.txt).
+#ifndef FRCNN_PY_MODULE_NAME
+#define FRCNN_PY_MODULE_NAME _C
+#endif
+
+PYBIND11_MODULE(FRCNN_PY_MODULE_NAME, m) {
   m.doc() = "frcnn_ops kernels for NumPy (cpu) and raw device pointers (gpu)";
-#ifdef FRCNN_WITH_CUDA
+  // has_cuda: the *_gpu entry points run on a real GPU. emulated: they exist but run the CUDA
+  // kernels on the CPU execution harness, on host pointers (frcnn_ops._C_emu).
+#if defined(FRCNN_WITH_CUDA) && !defined(FRCNN_CUDA_EMULATE)
   m.attr("has_cuda") = true;
 #else
   m.attr("has_cuda") = false;
+#endif
+#if defined(FRCNN_CUDA_EMULATE)
+  m.attr("emulated") = true;
+#else
+  m.attr("emulated") = false;
 #endif
   m.def("get_num_threads", &frcnn::get_num_threads);
   m.def("set_num_threads", &frcnn::set_num_threads);
