@@ -91,9 +91,14 @@ class CMakeBuild(build_ext):
         ]
         if archs:
             args.append("-DCMAKE_CUDA_ARCHITECTURES=" + archs)
-        subprocess.check_call(args)
+        # CMake's own message says what is wrong (e.g. FRCNN_CUDA=1 without nvcc): no fallback
+        if subprocess.call(args) != 0:
+            sys.exit("error: configuring frcnn_ops with CMake failed (see CMake's error above; "
+                     "FRCNN_CUDA=%s, FRCNN_MXNET=%s)" % (os.environ.get("FRCNN_CUDA", "auto"),
+                                                         os.environ.get("FRCNN_MXNET", "auto")))
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2)
-        subprocess.check_call(["cmake", "--build", build_dir, "--parallel", jobs])
+        if subprocess.call(["cmake", "--build", build_dir, "--parallel", jobs]) != 0:
+            sys.exit("error: building frcnn_ops with CMake failed (see the compiler's error above)")
         self._out_dir = out_dir
 
     def copy_extensions_to_source(self):
