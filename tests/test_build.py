@@ -47,18 +47,25 @@ def test_pybind11_handles_numpy_1_and_2():
     assert (major, minor) >= (2, 12), "pybind11 %s predates NumPy 2 support" % version
 
 
-def test_compiled_modules_import_and_run_in_a_fresh_interpreter():
-    """Under this interpreter's NumPy (1.23.5 in CI, 2.x on the GPU machine), without MXNet."""
+@pytest.mark.parametrize("hide_mxnet", [True, False])
+def test_compiled_modules_import_and_run_in_a_fresh_interpreter(hide_mxnet):
+    """Under this interpreter's NumPy (1.23.5 in CI, 2.x on the GPU machine), with MXNet hidden
+    (as where it is not installed) and as installed."""
     code = """if 1:
         import sys
+        if %r:
+            sys.modules['mxnet'] = None  # import mxnet raises ImportError
         import numpy as np
+        import frcnn_ops
         import frcnn_ops._C as C
-        from frcnn_model import _metrics, _targets
-        assert 'mxnet' not in sys.modules, 'importing the compiled modules imported mxnet'
+        from frcnn_model import _metrics, _targets, metrics, targets
+        assert frcnn_ops.mxnet_available == ('mxnet' in sys.modules and
+                                             sys.modules['mxnet'] is not None)
         v = np.array([3, 1, 2], np.float32)
         assert _targets.argsort_mx(v).tolist() == [1, 2, 0]
+        assert C.has_cuda in (True, False)
         print(np.__version__)
-    """
+    """ % hide_mxnet
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(ROOT), timeout=120)
     assert out.returncode == 0, out.stderr
