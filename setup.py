@@ -50,15 +50,21 @@ def emulate():
 
 
 def cython_extensions():
-    """frcnn_model's Cython modules (sources in model/, installed as frcnn_model.*)."""
-    import numpy
-    from Cython.Build import cythonize
+    """frcnn_model's Cython modules (sources in model/, installed as frcnn_model.*).
+
+    They use typed memoryviews and NumPy's Python API only (no ``cimport numpy``), so they
+    need neither NumPy's headers nor NumPy itself to build, and one build imports under NumPy
+    1.x and 2.x. Cython is required: frcnn_model has no pure-Python fallback for these loops.
+    """
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        sys.exit("error: building frcnn_model needs Cython>=3 (pip install 'Cython>=3'); "
+                 "with --no-build-isolation it must be installed in this environment")
 
     args = ["-O3", "-ffp-contract=off"]  # float32 arithmetic exactly as written: no FMA
-    exts = [Extension("frcnn_model." + name, sources=["model/%s.pyx" % name],
-                      include_dirs=[numpy.get_include()], language="c++",
-                      extra_compile_args=args + ["-std=c++14"],
-                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    exts = [Extension("frcnn_model." + name, sources=["model/%s.pyx" % name], language="c++",
+                      extra_compile_args=args + ["-std=c++14"])
             for name in ("_targets", "_metrics")]
     return cythonize(exts, compiler_directives={"language_level": "3"})
 
@@ -94,12 +100,17 @@ class CMakeBuild(build_ext):
         ]
         if archs:
             args.append("-DCMAKE_CUDA_ARCHITECTURES=" + archs)
-        subprocess.check_call(args)
+        # CMake's own message says what is wrong (e.g. FRCNN_CUDA=1 without nvcc): no fallback
+        if subprocess.call(args) != 0:
+            sys.exit("error: configuring frcnn_ops with CMake failed (see CMake's error above; "
+                     "FRCNN_CUDA=%s, FRCNN_MXNET=%s)" % (os.environ.get("FRCNN_CUDA", "auto"),
+                                                         os.environ.get("FRCNN_MXNET", "auto")))
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2)
         if not emulate():  # a _C_emu of an earlier build would be stale
             for path in glob.glob(os.path.join(out_dir, "_C_emu*")):
                 os.remove(path)
-        subprocess.check_call(["cmake", "--build", build_dir, "--parallel", jobs])
+        if subprocess.call(["cmake", "--build", build_dir, "--parallel", jobs]) != 0:
+            sys.exit("error: building frcnn_ops with CMake failed (see the compiler's error above)")
         self._out_dir = out_dir
 
     def copy_extensions_to_source(self):

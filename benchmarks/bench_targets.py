@@ -22,7 +22,7 @@ def _gts(rng, m, w=IMG_W, h=IMG_H):
 
 @pytest.mark.parametrize("impl", ["frcnn_model", "gluoncv"])
 @pytest.mark.parametrize("num_gt", [5, 20])
-def test_rpn_targets(benchmark, mx, impl, num_gt):
+def test_rpn_targets(benchmark, request, impl, num_gt):
     benchmark.group = "rpn targets 28500 anchors %d gts" % num_gt
     anchors = np.ascontiguousarray(feature_anchors((38, 50)).reshape(-1, 4), dtype=np.float32)
     gts = _gts(np.random.default_rng(0), num_gt)
@@ -30,6 +30,7 @@ def test_rpn_targets(benchmark, mx, impl, num_gt):
         gen, rng = T.RPNTargetGenerator(), np.random.default_rng(0)
         benchmark(lambda: gen(gts, anchors, IMG_W, IMG_H, rng=rng))
     else:
+        mx = request.getfixturevalue("mx")  # the frcnn_model side runs without MXNet
         pytest.importorskip("gluoncv")
         from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator
         gen = RPNTargetGenerator()
@@ -52,7 +53,7 @@ def _rcnn_inputs(B, R=2000, M=20, seed=0):
 
 @pytest.mark.parametrize("impl", ["frcnn_model", "gluoncv"])
 @pytest.mark.parametrize("B", [1, 2])
-def test_rcnn_sample_targets(benchmark, mx, impl, B):
+def test_rcnn_sample_targets(benchmark, request, impl, B):
     benchmark.group = "rcnn sample+targets B=%d 2000 rois 128 samples 20 classes" % B
     rois, scores, gts, labels = _rcnn_inputs(B)
     if impl == "frcnn_model":
@@ -64,6 +65,7 @@ def test_rcnn_sample_targets(benchmark, mx, impl, B):
             return gen(r, s, m, labels, gts)
         benchmark(run)
     else:
+        mx = request.getfixturevalue("mx")
         pytest.importorskip("gluoncv")
         from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import (RCNNTargetGenerator,
                                                                     RCNNTargetSampler)

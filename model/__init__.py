@@ -8,7 +8,7 @@ import importlib
 
 _EXPORTS = {"FasterRCNN": "faster_rcnn", "faster_rcnn_resnet50_v1b_voc": "faster_rcnn",
             "faster_rcnn": "faster_rcnn", "load_model": "faster_rcnn",
-            "save_model": "faster_rcnn", "VOC_CLASSES": "faster_rcnn", "DEFAULTS": "faster_rcnn",
+            "save_model": "faster_rcnn", "VOC_CLASSES": "classes", "DEFAULTS": "faster_rcnn",
             "detect": "faster_rcnn"}
 
 __all__ = sorted(_EXPORTS)

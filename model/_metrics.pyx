@@ -11,10 +11,11 @@ the tp (1) / fp (0) / difficult (-1) marks.
 """
 import numpy as np
 
-cimport numpy as cnp
 from libc.math cimport isnan
 
-cnp.import_array()
+# Typed memoryviews only, no `cimport numpy`: the compiled module uses NumPy through its
+# Python API and the buffer protocol, never NumPy's C API, so one build imports under
+# NumPy 1.x and 2.x alike (tests/test_abi.py checks it).
 
 ctypedef fused real:
     float

@@ -15,10 +15,11 @@ it replaces, operation by operation, so that the results are bitwise equal:
 """
 import numpy as np
 
-cimport numpy as cnp
 from libc.math cimport log
 
-cnp.import_array()
+# Typed memoryviews only, no `cimport numpy`: the compiled module uses NumPy through its
+# Python API and the buffer protocol, never NumPy's C API, so one build imports under
+# NumPy 1.x and 2.x alike (tests/test_abi.py checks it).
 
 cdef extern from * nogil:
     """

@@ -1,6 +1,9 @@
-"""Image pre- and post-processing as GluonCV's Faster R-CNN presets (presets.rcnn)."""
+"""Image pre- and post-processing as GluonCV's Faster R-CNN presets (presets.rcnn).
+
+MXNet is imported by the functions that take NDArrays only: the sizes, constants and
+``boxes_to_original`` (used by the NumPy/OpenCV transforms) work without it.
+"""
 import numpy as np
-import mxnet as mx
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -19,6 +22,7 @@ def resize_short_within(img, short=600, max_size=1000):
     """Resizes an HxWx3 uint8 NDArray like GluonCV's transform_test: interp=2, which is OpenCV
     bicubic (GluonCV's docstring calls 2 "area"; area is 3). The training and validation
     presets (frcnn_model.transforms) use interp=1, bilinear, as GluonCV's."""
+    import mxnet as mx
     from mxnet.image.image import _get_interp_method
     h, w, _ = img.shape
     nh, nw = resized_shape(h, w, short, max_size)
@@ -28,6 +32,7 @@ def resize_short_within(img, short=600, max_size=1000):
 
 def transform_test(img, short=600, max_size=1000, mean=MEAN, std=STD):
     """HxWx3 uint8 NDArray -> ((1, 3, h, w) normalized float32 NDArray, resized uint8 image)."""
+    import mxnet as mx
     img = resize_short_within(img, short, max_size)
     shown = img.asnumpy().astype(np.uint8)
     x = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=mean, std=std)
@@ -36,6 +41,7 @@ def transform_test(img, short=600, max_size=1000, mean=MEAN, std=STD):
 
 def load_test(path, short=600, max_size=1000):
     """Reads a JPEG/PNG file and applies transform_test."""
+    import mxnet as mx
     return transform_test(mx.image.imread(path), short, max_size)
 
 

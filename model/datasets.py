@@ -27,7 +27,7 @@ SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 
 
 def _voc_classes():
-    from .faster_rcnn import VOC_CLASSES
+    from .classes import VOC_CLASSES  # frcnn_model.faster_rcnn's, without importing MXNet
     return tuple(VOC_CLASSES)
 
 

@@ -13,11 +13,8 @@ from mxnet.gluon import nn
 import frcnn_ops  # noqa: F401  (registers the frcnn_* ops in mx.nd / mx.sym)
 
 from .anchors import generate_anchors
+from .classes import VOC_CLASSES
 from .resnet import ResNetV1bStages
-
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-               "sheep", "sofa", "train", "tvmonitor")
 
 # GluonCV's settings for faster_rcnn_resnet50_v1b_voc
 DEFAULTS = dict(

@@ -10,8 +10,31 @@ import numpy as np
 
 try:
     from mxnet.metric import EvalMetric
-except ImportError:  # pragma: no cover - MXNet 2
-    from mxnet.gluon.metric import EvalMetric
+except ImportError:  # pragma: no cover - MXNet 2, or no MXNet
+    try:
+        from mxnet.gluon.metric import EvalMetric
+    except ImportError:
+        class EvalMetric(object):
+            """The part of MXNet's EvalMetric interface VOC07MApMetric relies on, for use
+            without MXNet (the metric itself is NumPy + Cython)."""
+
+            def __init__(self, name, output_names=None, label_names=None, **kwargs):
+                self.name = str(name)
+                self.output_names = output_names
+                self.label_names = label_names
+                self._kwargs = kwargs
+                self.reset()
+
+            def __str__(self):
+                return "EvalMetric: {}".format(dict(self.get_name_value()))
+
+            def get_name_value(self):
+                name, value = self.get()
+                if not isinstance(name, list):
+                    name = [name]
+                if not isinstance(value, list):
+                    value = [value]
+                return list(zip(name, value))
 
 from . import _metrics
 

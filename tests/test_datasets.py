@@ -221,11 +221,18 @@ def test_voc_invalid_box_dropped_like_gluoncv(tmp_path):
 
 
 def test_default_classes_are_voc():
-    from frcnn_model.faster_rcnn import VOC_CLASSES
+    from frcnn_model import VOC_CLASSES
     assert SyntheticShapes(1).classes == SHAPE_CLASSES
     assert VOCDetection.__init__.__defaults__[1] is None
     from frcnn_model.datasets import _voc_classes
     assert _voc_classes() == tuple(VOC_CLASSES)
+    assert len(VOC_CLASSES) == 20 and VOC_CLASSES[14] == "person"
+
+
+def test_default_classes_are_the_models(mx):
+    from frcnn_model.faster_rcnn import DEFAULTS, VOC_CLASSES
+    from frcnn_model.datasets import _voc_classes
+    assert _voc_classes() == tuple(VOC_CLASSES) == tuple(DEFAULTS["classes"])
 
 
 # ----------------------------------------------------------------------------- transforms

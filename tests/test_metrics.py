@@ -4,9 +4,14 @@ import pytest
 
 from frcnn_model.metrics import VOC07MApMetric
 
-gcv = pytest.importorskip("gluoncv")
-mx = pytest.importorskip("mxnet")
-from gluoncv.utils.metrics.voc_detection import VOC07MApMetric as GVOC07  # noqa: E402
+
+@pytest.fixture(scope="module")
+def GVOC07():
+    """GluonCV's metric, the reference (the tests that compare with it skip without it)."""
+    pytest.importorskip("mxnet")
+    pytest.importorskip("gluoncv")
+    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+    return VOC07MApMetric
 
 
 def _batch(rng, B, N, M, C, integer, tie_scores, dtype=np.float32):
@@ -48,7 +53,7 @@ def _assert_same(ours, ref):
     (True, False, True, np.float32, True), (False, False, False, np.float32, False),
     (True, True, True, np.float32, False), (False, True, True, np.float64, False),
     (True, False, True, np.float64, True)])
-def test_voc07_equals_gluoncv(integer, tie_scores, names, dtype, nd):
+def test_voc07_equals_gluoncv(integer, tie_scores, names, dtype, nd, GVOC07, mx):
     rng = np.random.default_rng(int(integer) * 10 + int(tie_scores) * 3 + int(names))
     C = 6
     cls = ["c%d" % i for i in range(C)] if names else None
@@ -75,7 +80,7 @@ def test_voc07_equals_gluoncv(integer, tie_scores, names, dtype, nd):
     _assert_same(ours, ref)
 
 
-def test_voc07_many_ties_per_class():
+def test_voc07_many_ties_per_class(GVOC07):
     """> 16 detections of one class with tied scores in one image: NumPy's unstable order."""
     rng = np.random.default_rng(5)
     ours, ref = VOC07MApMetric(0.5), GVOC07(0.5)

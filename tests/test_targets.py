@@ -1,16 +1,28 @@
-"""frcnn_model.targets against GluonCV 0.10's RPN/RCNN target blocks (bitwise where not random)."""
+"""frcnn_model.targets against GluonCV 0.10's RPN/RCNN target blocks (bitwise where not random).
+
+The comparisons with GluonCV skip without MXNet and GluonCV; the other tests need NumPy only.
+"""
+import types
+
 import numpy as np
 import pytest
 
 from frcnn_model import targets as T
 from frcnn_model.anchors import feature_anchors
 
-gcv = pytest.importorskip("gluoncv")
-mx = pytest.importorskip("mxnet")
-from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import (  # noqa: E402
-    RCNNTargetGenerator as GRCNNTargetGenerator, RCNNTargetSampler as GRCNNTargetSampler)
-from gluoncv.model_zoo.rcnn.rpn.rpn_target import (  # noqa: E402
-    RPNTargetGenerator as GRPNTargetGenerator, RPNTargetSampler as GRPNTargetSampler)
+
+@pytest.fixture(scope="module")
+def G():
+    """MXNet and GluonCV's target blocks: the reference."""
+    mx = pytest.importorskip("mxnet")
+    pytest.importorskip("gluoncv")
+    from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import (
+        RCNNTargetGenerator, RCNNTargetSampler)
+    from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator, RPNTargetSampler
+    return types.SimpleNamespace(mx=mx, RCNNTargetGenerator=RCNNTargetGenerator,
+                                 RCNNTargetSampler=RCNNTargetSampler,
+                                 RPNTargetGenerator=RPNTargetGenerator,
+                                 RPNTargetSampler=RPNTargetSampler)
 
 HUGE = 10 ** 9  # num_sample so large that GluonCV does not subsample
 
@@ -35,14 +47,15 @@ def _gts(rng, m, w, h, anchors=None, integer=False):
     return b.astype(np.float32)
 
 
-def _gluoncv_presample(bbox, anchor, width, height, pos=0.7, neg=0.3):
+def _gluoncv_presample(G_, bbox, anchor, width, height, pos=0.7, neg=0.3):
     """GluonCV RPNTargetGenerator.forward's sampler input and output, without subsampling."""
+    mx = G_.mx
     A, G = mx.nd.array(anchor), mx.nd.array(bbox)
     ious = mx.nd.contrib.box_iou(A, G, format='corner').asnumpy()
     a_xmin, a_ymin, a_xmax, a_ymax = mx.nd.split(A, 4, axis=-1)
     invalid = (a_xmin < 0) + (a_ymin < 0) + (a_xmax >= width) + (a_ymax >= height)
     ious = np.where(invalid.asnumpy(), -1.0, ious)
-    return GRPNTargetSampler(HUGE, pos, neg, 0.5)(ious)
+    return G_.RPNTargetSampler(HUGE, pos, neg, 0.5)(ious)
 
 
 def _cases(n=40, seed=0):
@@ -55,21 +68,22 @@ def _cases(n=40, seed=0):
         yield rng, anchors, _gts(rng, m, w, h, anchors, integer=bool(k % 2)), w, h
 
 
-def test_rpn_match_equals_gluoncv_before_subsampling():
+def test_rpn_match_equals_gluoncv_before_subsampling(G):
     for rng, anchors, gts, w, h in _cases():
         for pos, neg in ((0.7, 0.3), (0.5, 0.4)):
             ours_s, ours_m = T.rpn_match(gts, anchors, w, h, pos, neg)
-            ref_s, ref_m = _gluoncv_presample(gts, anchors, w, h, pos, neg)
+            ref_s, ref_m = _gluoncv_presample(G, gts, anchors, w, h, pos, neg)
             np.testing.assert_array_equal(ours_s, ref_s)
             assert ours_s.dtype == np.float32
             # matches matter where an anchor is valid (invalid rows are all -1: argmax 0 both)
             np.testing.assert_array_equal(ours_m, ref_m)
 
 
-def test_rpn_targets_vs_gluoncv_generator():
+def test_rpn_targets_vs_gluoncv_generator(G):
+    mx, GRPNTargetGenerator = G.mx, G.RPNTargetGenerator
     for i, (rng, anchors, gts, w, h) in enumerate(_cases(30, seed=1)):
-        A, G = mx.nd.array(anchors), mx.nd.array(gts)
-        ref_cls, ref_box, ref_mask = GRPNTargetGenerator(num_sample=HUGE)(G, A, w, h)
+        A, Gt = mx.nd.array(anchors), mx.nd.array(gts)
+        ref_cls, ref_box, ref_mask = GRPNTargetGenerator(num_sample=HUGE)(Gt, A, w, h)
         ref_cls = np.asarray(ref_cls)
         num_sample = 64 if i % 2 else 256
         cls, box, mask = T.RPNTargetGenerator(num_sample=num_sample)(gts, anchors, w, h,
@@ -119,9 +133,11 @@ def test_rpn_input_validation():
         T.rpn_targets(np.zeros((1, 4)), np.zeros((3, 5)), 10, 10)
     with pytest.raises(ValueError, match="bbox"):
         T.RPNTargetGenerator()(np.zeros((4,)), np.zeros((3, 4)), 10, 10)
-    # float64 / NDArray input is converted
+
+
+def test_rpn_input_ndarray_and_float64_are_converted(G):
     a = _anchors((3, 3))
-    c1 = T.rpn_match(mx.nd.array([[0, 0, 30, 30]]), a.astype(np.float64), 48, 48)[0]
+    c1 = T.rpn_match(G.mx.nd.array([[0, 0, 30, 30]]), a.astype(np.float64), 48, 48)[0]
     c2 = T.rpn_match(np.array([[0, 0, 30, 30]], np.float32), a, 48, 48)[0]
     np.testing.assert_array_equal(c1, c2)
 
@@ -149,16 +165,17 @@ def _rcnn_inputs(rng, B, R, M, n_pad_roi=5, integer=True, w=320, h=240):
     return rois, scores, gts, labels
 
 
-def _gluoncv_rcnn(monkeypatch, rois, scores, gts, labels, rand, num_sample, thresh, pos_ratio,
-                  num_class):
+def _gluoncv_rcnn(G, monkeypatch, rois, scores, gts, labels, rand, num_sample, thresh,
+                  pos_ratio, num_class):
+    mx = G.mx
     B, R = rois.shape[:2]
     M = gts.shape[1]
     draws = [mx.nd.array(rand[b]) for b in range(B)]
     monkeypatch.setattr(mx.nd.random, "uniform", lambda *a, **k: draws.pop(0))
-    sampler = GRCNNTargetSampler(B, R, num_sample, thresh, pos_ratio, M)
+    sampler = G.RCNNTargetSampler(B, R, num_sample, thresh, pos_ratio, M)
     r, s, m = sampler(mx.nd.array(rois), mx.nd.array(scores), mx.nd.array(gts))
     max_pos = int(round(num_sample * pos_ratio))
-    gen = GRCNNTargetGenerator(num_class, max_pos=max_pos, per_device_batch_size=B)
+    gen = G.RCNNTargetGenerator(num_class, max_pos=max_pos, per_device_batch_size=B)
     gen.initialize()
     out = gen(r, s, m, mx.nd.array(labels), mx.nd.array(gts))
     return [x.asnumpy() for x in (r, s, m)], [x.asnumpy() for x in out]
@@ -167,7 +184,7 @@ def _gluoncv_rcnn(monkeypatch, rois, scores, gts, labels, rand, num_sample, thre
 @pytest.mark.parametrize("B,R,M,num_sample,thresh,pos_ratio", [
     (1, 300, 6, 128, 0.5, 0.25), (2, 200, 8, 128, 0.5, 0.25), (2, 150, 3, 64, 0.55, 0.5),
     (1, 60, 4, 64, 0.3, 0.25)])
-def test_rcnn_sample_and_targets_equal_gluoncv(monkeypatch, B, R, M, num_sample, thresh,
+def test_rcnn_sample_and_targets_equal_gluoncv(G, monkeypatch, B, R, M, num_sample, thresh,
                                                pos_ratio):
     rng = np.random.default_rng(B * 1000 + R + M)
     num_class = 5
@@ -175,7 +192,7 @@ def test_rcnn_sample_and_targets_equal_gluoncv(monkeypatch, B, R, M, num_sample,
         rois, scores, gts, labels = _rcnn_inputs(rng, B, R, M, integer=trial % 3 != 2)
         rand = rng.uniform(0, 1, (B, R + M)).astype(np.float32)
         (gr, gs, gm), (gcls, gbox, gmask, gind) = _gluoncv_rcnn(
-            monkeypatch, rois, scores, gts, labels, rand, num_sample, thresh, pos_ratio,
+            G, monkeypatch, rois, scores, gts, labels, rand, num_sample, thresh, pos_ratio,
             num_class)
         r, s, m = T.rcnn_sample(rois, scores, gts, num_sample, thresh, pos_ratio, rand=rand)
         np.testing.assert_array_equal(r, gr)

@@ -5,8 +5,9 @@
 # (the CuPy path of box_decode, clip_boxes, proposal, nms, roi_align forward and backward, both
 # backward kernels) under compute-sanitizer's memcheck and racecheck tools.
 #   tools/gpu_sanitize.sh [pytest args...]     default: -m gpu tests
-# Runs in the active Python environment, which needs numpy, pytest, hypothesis, pybind11,
-# cmake and cupy (e.g. the README's test environment plus `pip install cupy-cuda12x`); the
+# Runs in the active Python environment, which needs numpy (1.x or 2), pytest, hypothesis,
+# pybind11, cmake, Cython and cupy (e.g. the README's test environment plus `pip install
+# cupy-cuda12x`, or the no-MXNet environment of the README); the
 # build goes to a scratch folder, nothing is installed into the environment. Not runnable without a GPU:
 # the development machine has none (docs/HARDENING.md).
 set -euo pipefail
