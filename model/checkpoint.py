@@ -115,8 +115,13 @@ def atomic_file(path):
 def _why(e):
     if isinstance(e, OSError) and e.errno is not None:
         return "%s (errno %d)" % (os.strerror(e.errno), e.errno)
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    # MXNetError: "Traceback ...", C++ frames, then "MXNetError: Check failed: ...: why"
+    err = [ln for ln in lines if ln.startswith("MXNetError:")]
+    if err:
+        return err[-1].split(": ")[-1]
+    lines = [ln for ln in lines if not ln.startswith(("Traceback", "File ", "["))]
+    return lines[0] if lines else type(e).__name__
 
 
 def write_bytes(path, data):
@@ -256,3 +261,26 @@ def check_params_file(path, who):
         raise SystemExit("%s: %s holds no named parameters (not a save_parameters file)"
                          % (who, path))
     return loaded
+
+
+def load_model_checked(path, who, **overrides):
+    """:func:`frcnn_model.faster_rcnn.load_model` for a command line: a missing, truncated,
+    corrupted or foreign parameter file (or a bad ``.params.json``) ends the program with a
+    message that names the file and the problem, not an MXNet stack trace."""
+    from .faster_rcnn import load_model, model_spec
+    loaded = check_params_file(path, who)
+    try:
+        spec = model_spec(path)
+    except (OSError, ValueError) as e:
+        raise SystemExit("%s: %s.json (the architecture beside the weights) is unreadable: %s"
+                         % (who, path, _why(e)))
+    try:
+        return load_model(path, **overrides)
+    except Exception as e:  # noqa: BLE001 - MXNet's missing/shape errors carry C++ traces
+        arch = "%s x%s" % (spec.get("backbone", "resnet50_v1b"), spec.get("width", 1.0))
+        sample = ", ".join(sorted(loaded)[:3])
+        raise SystemExit("%s: %s does not fit the architecture %s (%s): %s; its first "
+                         "parameters are %s (a file of another model?)"
+                         % (who, path, arch, "from %s.json" % os.path.basename(path)
+                            if os.path.exists(path + ".json") else "no .json beside it: "
+                            "GluonCV's faster_rcnn_resnet50_v1b_voc assumed", _why(e), sample))

@@ -48,10 +48,12 @@ def main(argv=None):
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     from .datasets import VOCDetection
-    from .faster_rcnn import load_model, model_spec
+    from .checkpoint import load_model_checked
+    from .faster_rcnn import model_spec
     from .train import PRESETS, _voc_splits, evaluate, synthetic_set
     from .transforms import FasterRCNNValTransform
 
+    net = load_model_checked(args.params, "frcnn-eval")  # first: a bad file fails fast
     run = _training_args(args.params)
     # the input size saved with the weights (as frcnn-detect reads it), not the run's log
     short, max_size = model_spec(args.params).get("input_size") or (600, 1000)
@@ -68,7 +70,6 @@ def main(argv=None):
                                splits=_voc_splits(args.split))
     else:
         raise SystemExit("frcnn-eval: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
-    net = load_model(args.params)
     if tuple(net.classes) != tuple(dataset.classes):
         raise SystemExit("frcnn-eval: the network's classes %s are not the dataset's %s"
                          % (list(net.classes), list(dataset.classes)))

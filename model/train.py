@@ -253,23 +253,28 @@ def _legacy_resume(args):
 
 def find_resume_point(args):
     """(stem, state) of the newest complete checkpoint in --save-dir; prints which one and why
-    any newer one was skipped."""
+    any newer one was skipped. (None, None) when the folder (created when the run started)
+    has no complete checkpoint (the run was killed before its first one was sealed): the run
+    starts from the beginning."""
     from . import checkpoint
-    if not os.path.isdir(args.save_dir) or not checkpoint.checkpoint_stems(args.save_dir):
-        raise SystemExit("frcnn-train: --resume: no epoch_*.params checkpoint in %s"
-                         % args.save_dir)
+    if not os.path.isdir(args.save_dir):
+        raise SystemExit("frcnn-train: --resume: no epoch_*.params checkpoint in %s (no such "
+                         "folder)" % args.save_dir)
     stem, skipped = checkpoint.newest_complete(args.save_dir)
     for name, why in skipped:
         print("frcnn-train: --resume: skipping %s: %s" % (name, why), flush=True)
     if stem is None:
-        if not any(n.endswith(".manifest.json") for n in os.listdir(args.save_dir)):
+        if skipped and not any(n.endswith(".manifest.json")
+                               for n in os.listdir(args.save_dir)):
             print("frcnn-train: --resume: %s has no checkpoint manifests (an older frcnn-train "
                   "wrote it): using the newest readable epoch_*.params, random states restart"
                   % args.save_dir, flush=True)
             stem, state = _legacy_resume(args)
             if stem is not None:
                 return stem, state
-        raise SystemExit("frcnn-train: --resume: no complete checkpoint in %s" % args.save_dir)
+        print("frcnn-train: --resume: no complete checkpoint in %s: starting from the "
+              "beginning" % args.save_dir, flush=True)
+        return None, None
     with open(os.path.join(args.save_dir, stem + ".state.json")) as f:
         state = json.load(f)
     old = state.get("args", {})
@@ -366,6 +371,7 @@ def train(args):
     trainer = gluon.Trainer(params, args.optimizer, opt_args, kvstore=kv)
     if args.resume:
         stem, resumed = find_resume_point(args)
+    if resumed is not None:
         ckpt = os.path.join(args.save_dir, stem + ".params")
         net.load_parameters(ckpt, ctx=ctx)
         states = os.path.join(args.save_dir, stem + ".states")
