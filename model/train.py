@@ -86,6 +86,19 @@ def _parse(argv):
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar (logs instead)")
     p.add_argument("--target-map", type=float, default=0.0,
                    help="stop once validation mAP reaches this (0: train all epochs)")
+    p.add_argument("--classes", help="voc: comma-separated class names (class id = position); "
+                   "default: the 20 VOC names if the annotations use only those, else the "
+                   "sorted names the training annotations use (saved in .params.json)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="voc: leave out bad samples (unreadable image, missing or malformed "
+                   "annotation, unknown class, bad box), count them and list them in log.json; "
+                   "default: an error naming every one before training starts")
+    p.add_argument("--check-data", action="store_true",
+                   help="voc: check every annotation and image of both splits, report, exit "
+                   "(0: all good, 1: bad samples); the same check runs before every training")
+    p.add_argument("--no-check-images", action="store_true",
+                   help="voc: do not decode every image before training (annotations are "
+                   "always checked; a bad image then stops the run when it is read)")
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
     for key, value in preset.items():
@@ -129,10 +142,78 @@ def make_datasets(args):
         return train, val
     if args.dataset.startswith("voc:"):
         root = os.path.expanduser(args.dataset[4:])
-        train = VOCDetection(root, splits=_voc_splits(args.train_split))
-        val = VOCDetection(root, splits=_voc_splits(args.val_split)) if args.val_split else None
-        return train, val
+        classes = voc_classes(args, root)
+        sets = [checked_voc(root, args.train_split, classes, args, "train", "frcnn-train")]
+        if args.val_split:
+            sets.append(checked_voc(root, args.val_split, classes, args, "val", "frcnn-train"))
+        return sets[0], (sets[1] if len(sets) > 1 else None)
     raise SystemExit("frcnn-train: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
+
+
+def voc_classes(args, root):
+    """--classes, else the VOC names if the training annotations use only those, else the
+    sorted names they use."""
+    from .datasets import voc_class_names
+    from .faster_rcnn import VOC_CLASSES
+    if getattr(args, "classes", None):
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        if not classes:
+            raise SystemExit("frcnn-train: --classes is empty")
+        return tuple(classes)
+    try:
+        names = voc_class_names(root, _voc_splits(args.train_split))
+    except FileNotFoundError as e:
+        raise SystemExit("frcnn-train: %s" % e)
+    if not names:
+        raise SystemExit("frcnn-train: the %s annotations in %s name no objects"
+                         % (args.train_split, root))
+    if set(names) <= set(VOC_CLASSES):
+        return tuple(VOC_CLASSES)
+    print("frcnn-train: classes from the annotations: %s" % ",".join(names), flush=True)
+    return tuple(names)
+
+
+def checked_voc(root, split, classes, args, what, who):
+    """VOCDetection of ``split`` with every annotation (and, unless --no-check-images, every
+    image) checked: bad samples are an error naming each (SystemExit) or, with --skip-bad,
+    left out and listed in the dataset's ``bad``."""
+    from .datasets import BadDataError, VOCDetection
+    try:
+        ds = VOCDetection(root, splits=_voc_splits(split), classes=classes, on_bad="skip")
+        if not getattr(args, "no_check_images", False):
+            ds.check_images(progress=not getattr(args, "no_progress", True)
+                            and sys.stderr.isatty())
+    except FileNotFoundError as e:
+        raise SystemExit("%s: %s" % (who, e))
+    if ds.bad and not getattr(args, "skip_bad", False) and not getattr(args, "check_data",
+                                                                       False):
+        raise SystemExit("%s: %s\n(--skip-bad leaves them out and trains on the rest)"
+                         % (who, BadDataError(ds.bad, "the %s split %s of %s"
+                                              % (what, split, root))))
+    if ds.bad:
+        print("%s: %s split %s: %d bad sample%s left out%s" % (
+            who, what, split, len(ds.bad), "" if len(ds.bad) == 1 else "s",
+            " (listed in log.json)" if who == "frcnn-train" else ""), flush=True)
+    if len(ds) == 0:
+        raise SystemExit("%s: no usable samples in the %s split %s of %s"
+                         % (who, what, split, root))
+    return ds
+
+
+def check_data(args):
+    """--check-data: every sample of both splits checked and reported; 0 if all good."""
+    train_set, val_set = make_datasets(args)
+    total = 0
+    for name, ds in (("train", train_set), ("val", val_set)):
+        if ds is None:
+            continue
+        bad = getattr(ds, "bad", [])
+        total += len(bad)
+        print("%s: %d images good, %d bad" % (name, len(ds), len(bad)))
+        for item in bad:
+            print("  %s: %s" % (item["file"], item["problem"]))
+    print("classes: %s" % ",".join(train_set.classes))
+    return 1 if total else 0
 
 
 def build_net(args, classes):
@@ -264,8 +345,10 @@ def find_resume_point(args):
     for name, why in skipped:
         print("frcnn-train: --resume: skipping %s: %s" % (name, why), flush=True)
     if stem is None:
-        if skipped and not any(n.endswith(".manifest.json")
-                               for n in os.listdir(args.save_dir)):
+        # a folder of an older frcnn-train: log.json (written after each checkpoint) but no
+        # manifest; this version writes log.json only after a manifest
+        if not any(n.endswith(".manifest.json") for n in os.listdir(args.save_dir)) \
+                and os.path.exists(os.path.join(args.save_dir, "log.json")):
             print("frcnn-train: --resume: %s has no checkpoint manifests (an older frcnn-train "
                   "wrote it): using the newest readable epoch_*.params, random states restart"
                   % args.save_dir, flush=True)
@@ -351,6 +434,7 @@ def train(args):
         print("frcnn-train: %d backbone parameters from %s" % (count, args.pretrained_base))
     if args.init:
         net.load_parameters(args.init, ctx=ctx)
+    stem, resumed = find_resume_point(args) if args.resume else (None, None)
     os.makedirs(args.save_dir, exist_ok=True)
     if rank == 0:
         checkpoint.remove_stale_temporaries(args.save_dir)
@@ -363,14 +447,12 @@ def train(args):
         log["bad_data"] = {"train": list(getattr(train_set, "bad", [])),
                            "val": list(getattr(val_set, "bad", []) if val_set else [])}
     start_epoch, start_batch, iteration, elapsed = 0, 0, 0, 0.0
-    smooth, best, resumed = {}, -1.0, None
+    smooth, best = {}, -1.0
     params = net.collect_params()
     opt_args = {"learning_rate": args.lr, "wd": args.wd}
     if args.optimizer in ("sgd", "nag"):
         opt_args["momentum"] = args.momentum
     trainer = gluon.Trainer(params, args.optimizer, opt_args, kvstore=kv)
-    if args.resume:
-        stem, resumed = find_resume_point(args)
     if resumed is not None:
         ckpt = os.path.join(args.save_dir, stem + ".params")
         net.load_parameters(ckpt, ctx=ctx)
@@ -493,6 +575,8 @@ def main(argv=None):
     from ._threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.check_data:
+        return check_data(args)
     train(args)
     return 0
 
