@@ -18,7 +18,8 @@ either SIGKILL the process (action ``kill``, the default) or raise ``OSError(ENO
 (action ``enospc``). Labels: ``iter`` (inside a training iteration, after the backward and
 before the update), ``eval`` (each validation batch), ``write`` (each atomic file write, after
 the temporary file's data and before its rename), ``rename`` (after a rename, before the
-folder's fsync). Unset, it costs one dict lookup; do not set it outside tests.
+folder's fsync). With ``FRCNN_FAULT_RANK=<r>`` only the worker of that rank (a
+``dist`` kvstore) acts. Unset, it costs one dict lookup; do not set it outside tests.
 """
 import contextlib
 import errno
@@ -31,6 +32,7 @@ import sys
 
 MANIFEST_FORMAT = 1
 _COUNTS = {}
+FAULT_RANK = 0  # this process's worker rank (frcnn-train sets it): FRCNN_FAULT_RANK
 
 
 class CheckpointError(Exception):
@@ -54,6 +56,9 @@ def fault_point(label, detail=""):
     """Test-only: see the module docstring (FRCNN_FAULT_AT)."""
     spec = _fault_spec()
     if spec is None or spec[0] != label:
+        return
+    only = os.environ.get("FRCNN_FAULT_RANK")
+    if only is not None and int(only) != FAULT_RANK:
         return
     _COUNTS[label] = _COUNTS.get(label, 0) + 1
     if _COUNTS[label] != spec[1]:

@@ -424,6 +424,7 @@ def train(args):
     ctx = mx.cpu()
     kv = mx.kv.create(args.kvstore)
     rank, workers = kv.rank, kv.num_workers
+    checkpoint.FAULT_RANK = rank
     mx.random.seed(args.seed)  # the same initial weights on every worker
     train_set, val_set = make_datasets(args)
     net = build_net(args, train_set.classes)

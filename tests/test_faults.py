@@ -242,3 +242,33 @@ def test_manifest_verify(tmp_path):
     assert checkpoint.verify(d, "c") == "c.states is missing"
     open(os.path.join(d, "c.manifest.json"), "w").write("{")
     assert "c.manifest.json is unreadable" in checkpoint.verify(d, "c")
+
+
+@pytest.mark.slow
+def test_dist_worker_killed_stops_the_others_then_resumes(tmp_path):
+    """dist_sync with two local workers: the rank-1 worker SIGKILLed inside epoch 2 -> the
+    launcher names it and stops the other worker, the scheduler and the server at once (no
+    hang in the barrier); the run resumes from epoch 1's complete checkpoint and finishes."""
+    import time
+    out = tmp_path / "dp"
+    cmd = [sys.executable, "-m", "frcnn_model.train", "--kvstore", "dist_sync",
+           "--save-dir", str(out)] + TINY  # 2 workers x batch 2: 2 iterations an epoch
+    env = dict(os.environ, MPLBACKEND="Agg", FRCNN_FAULT_AT="iter:3", FRCNN_FAULT_RANK="1")
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "frcnn_model.launch", "-n", "2", "--"] + cmd,
+                       cwd=str(tmp_path), env=env, timeout=240, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    assert r.returncode == 137, r.stdout
+    assert "frcnn_model.launch: worker (pid" in r.stdout and "was killed by SIGKILL" in r.stdout
+    assert time.time() - t0 < 200
+    assert checkpoint.verify(str(out), "epoch_0001") is None
+    assert not os.path.exists(out / "epoch_0002.manifest.json")
+    env.pop("FRCNN_FAULT_AT")
+    r = subprocess.run([sys.executable, "-m", "frcnn_model.launch", "-n", "2", "--"] + cmd
+                       + ["--resume"], cwd=str(tmp_path), env=env, timeout=240,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert r.returncode == 0, r.stdout
+    assert "resumed from" in r.stdout and "momentum restarts" in r.stdout
+    log = json.load(open(out / "log.json"))
+    assert [e["epoch"] for e in log["epochs"]] == [1, 2]
+    assert log["epochs"][-1]["iteration"] == 4
