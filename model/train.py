@@ -5,13 +5,16 @@ top of saved weights.
     frcnn-train --dataset voc:~/data/VOCdevkit --preset voc-resnet50 --pretrained-base R50.params
 
 Each epoch: a tqdm bar with the four losses and images/s, then VOC07 mAP on the validation set,
-a checkpoint (``epoch_NNNN.params`` + ``.json`` architecture + ``.states`` optimizer, and
-``last``/``best`` copies), ``log.json`` and ``curves.png`` (losses and mAP). ``--resume DIR``
-continues from the newest checkpoint in DIR. ``--kvstore dist_sync`` trains data-parallel
+a checkpoint (``epoch_NNNN.params`` + ``.json`` architecture + ``.states`` optimizer +
+``.state.json`` position and random states, sealed by ``.manifest.json``; ``last``/``best``
+copies), ``log.json`` and ``curves.png`` (losses and mAP), every file crash-safe
+(frcnn_model.checkpoint). ``--resume`` continues from the newest complete checkpoint in
+--save-dir where the uninterrupted run would be (same data order, schedule, random state). ``--kvstore dist_sync`` trains data-parallel
 across the workers MXNet's launcher starts (each reads its shard of the data).
 
 Datasets: ``synthetic`` (the built-in shapes, generated from --seed; no download) or
-``voc:ROOT`` (a VOCdevkit folder; --train-split / --val-split, e.g. 2007-trainval, 2007-test).
+``voc:ROOT`` (a VOCdevkit folder; --train-split / --val-split, e.g. 2007-trainval, 2007-test;
+every annotation and image checked before training: --skip-bad, --check-data, --classes).
 """
 import argparse
 import json
@@ -78,7 +81,8 @@ def _parse(argv):
                    help="stop after this many iterations in all (smoke runs; 0: no limit)")
     p.add_argument("--save-dir", default="frcnn_train", help="checkpoints, log.json, curves.png")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in --save-dir")
+                   help="continue from the newest complete checkpoint in --save-dir (newer "
+                   "incomplete ones are named and skipped; none: from the beginning)")
     p.add_argument("--kvstore", default="local",
                    help="MXNet kvstore: local, device, dist_sync, dist_device_sync, dist_async")
     p.add_argument("--seed", type=int, default=0)
