@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 __all__ = ["VOCDetection", "SyntheticShapes", "SHAPE_CLASSES", "write_voc", "read_image",
-           "preview"]
+           "preview", "BadDataError", "voc_class_names"]
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 
@@ -57,6 +57,12 @@ class VOCDetection:
         transform (callable, optional): ``transform(img, label)`` applied by ``__getitem__``.
         keep_difficult (bool): keep objects marked difficult (GluonCV keeps them; the flag is in
             column 5 so evaluation can ignore them).
+        on_bad (None, "raise" or "skip"): None (default) behaves as described under Errors;
+            "raise" and "skip" check every annotation fully (missing or malformed xml, no or a
+            bad ``<size>``, an object without name or box, an unknown class, a box outside the
+            image or with x2 <= x1 / y2 <= y1) and either raise one :class:`BadDataError`
+            listing every bad sample, or leave the bad samples out and list them in
+            ``self.bad`` (``{"file", "problem"}`` dicts). :meth:`check_images` adds the images.
 
     All annotations are parsed once at construction. Errors:
       * a missing ImageSets list or annotation file -> FileNotFoundError naming the path;
@@ -71,7 +77,7 @@ class VOCDetection:
     """
 
     def __init__(self, root, splits=((2007, "trainval"),), classes=None, transform=None,
-                 keep_difficult=True):
+                 keep_difficult=True, on_bad=None):
         self.root = os.path.expanduser(root)
         self.splits = tuple(tuple(s) for s in splits)
         self.classes = tuple(classes) if classes is not None else _voc_classes()
@@ -88,12 +94,57 @@ class VOCDetection:
                 raise FileNotFoundError("VOC image set list not found: %s" % listing)
             with open(listing) as f:
                 self.items += [(folder, line.strip()) for line in f if line.strip()]
-        self.ids = [image_id for _, image_id in self.items]
+        if on_bad not in (None, "raise", "skip"):
+            raise ValueError("on_bad must be None, 'raise' or 'skip', got %r" % (on_bad,))
+        self.on_bad = on_bad
+        self.bad = []
         self._labels, self._sizes = [], []
-        for i in range(len(self.items)):
-            label, hw = self._parse(self.annotation_path(i))
-            self._labels.append(label)
-            self._sizes.append(hw)
+        if on_bad is None:
+            for i in range(len(self.items)):
+                label, hw = self._parse(self.annotation_path(i))
+                self._labels.append(label)
+                self._sizes.append(hw)
+        else:
+            keep = []
+            for i in range(len(self.items)):
+                path = self.annotation_path(i)
+                label, hw, problems = self._parse_strict(path)
+                if problems:
+                    self.bad.append({"file": path, "problem": "; ".join(problems)})
+                    continue
+                keep.append(self.items[i])
+                self._labels.append(label)
+                self._sizes.append(hw)
+            self.items = keep
+            if self.bad and on_bad == "raise":
+                raise BadDataError(self.bad, repr(self))
+        self.ids = [image_id for _, image_id in self.items]
+
+    def check_images(self, progress=False, threads=2):
+        """Reads every image (as decoding it: missing, empty, not an image, truncated or
+        corrupted JPEG, a size other than the annotation's) and handles the bad ones as
+        ``on_bad`` says ("skip": left out and added to ``self.bad``; "raise": one
+        :class:`BadDataError`; None: "raise"). Returns the list of bad images found."""
+        from concurrent.futures import ThreadPoolExecutor
+        paths = [self.image_path(i) for i in range(len(self))]
+        with ThreadPoolExecutor(max(1, int(threads))) as pool:
+            results = pool.map(image_problem, paths, self._sizes)
+            if progress:
+                from tqdm import tqdm
+                results = tqdm(results, total=len(paths), desc="check images", leave=False,
+                               dynamic_ncols=True)
+            problems = list(results)
+        found = [{"file": p, "problem": why} for p, why in zip(paths, problems) if why]
+        if found and self.on_bad != "skip":
+            raise BadDataError(found, repr(self))
+        if found:
+            keep = [i for i, why in enumerate(problems) if not why]
+            self.items = [self.items[i] for i in keep]
+            self._labels = [self._labels[i] for i in keep]
+            self._sizes = [self._sizes[i] for i in keep]
+            self.ids = [image_id for _, image_id in self.items]
+            self.bad += found
+        return found
 
     def __len__(self):
         return len(self.items)
@@ -157,6 +208,121 @@ class VOCDetection:
             rows.append([x1, y1, x2, y2, self._index[name], difficult])
         label = np.array(rows, dtype=np.float32).reshape(-1, 6)
         return label, (int(height), int(width))
+
+
+    def _parse_strict(self, path):
+        """(label, (h, w), problems): every problem of one annotation, as sentences."""
+        if not os.path.isfile(path):
+            return None, None, ["annotation file missing"]
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as e:
+            return None, None, ["malformed XML (%s)" % e]
+        try:
+            size = root.find("size")
+            width = float(size.find("width").text)
+            height = float(size.find("height").text)
+            if not (width > 0 and height > 0):
+                raise ValueError
+        except (AttributeError, TypeError, ValueError):
+            return None, None, ["no valid <size><width>/<height>"]
+        rows, problems = [], []
+        for k, obj in enumerate(root.iter("object")):
+            node = obj.find("difficult")
+            try:
+                difficult = int(node.text) if node is not None else 0
+            except (TypeError, ValueError):
+                difficult = 0
+            node = obj.find("name")
+            name = (node.text or "").strip().lower() if node is not None else ""
+            if not name:
+                problems.append("object %d has no <name>" % k)
+                continue
+            if name not in self._index:
+                problems.append("unknown class %r (classes: %s)"
+                                % (name, ", ".join(self.classes)))
+                continue
+            try:
+                bb = obj.find("bndbox")
+                x1, y1, x2, y2 = (float(bb.find(t).text) - 1
+                                  for t in ("xmin", "ymin", "xmax", "ymax"))
+            except (AttributeError, TypeError, ValueError):
+                problems.append("object %d (%s) has no valid <bndbox>" % (k, name))
+                continue
+            box = "[%g, %g, %g, %g]" % (x1 + 1, y1 + 1, x2 + 1, y2 + 1)
+            if not (x1 < x2 and y1 < y2):
+                problems.append("object %d (%s): empty box %s (xmax <= xmin or ymax <= ymin)"
+                                % (k, name, box))
+                continue
+            if not (0 <= x1 and 0 <= y1 and x2 <= width and y2 <= height):
+                problems.append("object %d (%s): box %s outside the %gx%g image"
+                                % (k, name, box, width, height))
+                continue
+            if difficult and not self.keep_difficult:
+                continue
+            rows.append([x1, y1, x2, y2, self._index[name], difficult])
+        label = np.array(rows, dtype=np.float32).reshape(-1, 6)
+        return label, (int(height), int(width)), problems
+
+
+class BadDataError(ValueError):
+    """Bad samples in a dataset; ``problems`` lists ``{"file", "problem"}`` dicts."""
+
+    def __init__(self, problems, where=""):
+        self.problems = list(problems)
+        lines = ["  %s: %s" % (p["file"], p["problem"]) for p in self.problems[:20]]
+        if len(self.problems) > 20:
+            lines.append("  ... and %d more" % (len(self.problems) - 20))
+        super().__init__("%d bad sample%s%s:\n%s" % (
+            len(self.problems), "" if len(self.problems) == 1 else "s",
+            " in %s" % where if where else "", "\n".join(lines)))
+
+
+def image_problem(path, hw=None):
+    """None if ``path`` is a whole, decodable image (of ``hw`` = (height, width) if given),
+    else the problem as a short sentence."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return "image file missing"
+    except OSError as e:
+        return "image file unreadable (%s)" % e.strerror
+    if not data:
+        return "image file is empty"
+    if data[:2] == b"\xff\xd8" and data.rstrip(b"\0\r\n ")[-2:] != b"\xff\xd9":
+        return "truncated JPEG (no end-of-image marker)"
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return "not a decodable image (%d bytes)" % len(data)
+    if hw is not None and tuple(img.shape[:2]) != tuple(hw):
+        return "image is %dx%d, its annotation says %dx%d" % (
+            img.shape[1], img.shape[0], hw[1], hw[0])
+    return None
+
+
+def voc_class_names(root, splits):
+    """The sorted class names the annotations of ``splits`` use (unreadable annotations are
+    passed over: the checks report them)."""
+    names = set()
+    root = os.path.expanduser(root)
+    for year, split in splits:
+        folder = os.path.join(root, "VOC%d" % year if isinstance(year, int) else year)
+        listing = os.path.join(folder, "ImageSets", "Main", split + ".txt")
+        if not os.path.isfile(listing):
+            raise FileNotFoundError("VOC image set list not found: %s" % listing)
+        with open(listing) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        for image_id in ids:
+            try:
+                tree = ET.parse(os.path.join(folder, "Annotations", image_id + ".xml"))
+            except (OSError, ET.ParseError):
+                continue
+            for node in tree.getroot().iter("object"):
+                name = node.find("name")
+                if name is not None and (name.text or "").strip():
+                    names.add(name.text.strip().lower())
+    return sorted(names)
 
 
 # ----------------------------------------------------------------------------- SyntheticShapes

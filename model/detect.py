@@ -77,15 +77,15 @@ def main(argv=None):
     import mxnet as mx
     from . import faster_rcnn_resnet50_v1b_voc
     from .data import boxes_to_original, load_test
-    from .faster_rcnn import load_model, model_spec, stages
+    from .checkpoint import load_model_checked
+    from .faster_rcnn import model_spec, stages
 
+    net = load_model_checked(args.params, "frcnn-detect") if args.params else None
     short, max_size = (model_spec(args.params).get("input_size") if args.params else None) \
         or (600, 1000)
     args.short = args.short or short
     args.max_size = args.max_size or max_size
-    if args.params:
-        net = load_model(args.params)
-    else:
+    if net is None:
         net = faster_rcnn_resnet50_v1b_voc()
         mx.random.seed(args.seed)
         net.initialize(mx.init.Xavier())

@@ -30,6 +30,12 @@ def _parse(argv):
     p.add_argument("--max-size", type=int, help="image long side cap")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", help="write the APs to this file")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="voc: leave out bad samples (unreadable image, missing or malformed "
+                   "annotation, a class the network does not know, bad box) and count them; "
+                   "default: an error naming every one")
+    p.add_argument("--no-check-images", action="store_true",
+                   help="voc: do not decode every image before evaluating")
     return p.parse_args(argv)
 
 
@@ -47,11 +53,12 @@ def main(argv=None):
     from ._threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
-    from .datasets import VOCDetection
-    from .faster_rcnn import load_model, model_spec
-    from .train import PRESETS, _voc_splits, evaluate, synthetic_set
+    from .checkpoint import load_model_checked
+    from .faster_rcnn import model_spec
+    from .train import PRESETS, checked_voc, evaluate, synthetic_set
     from .transforms import FasterRCNNValTransform
 
+    net = load_model_checked(args.params, "frcnn-eval")  # first: a bad file fails fast
     run = _training_args(args.params)
     # the input size saved with the weights (as frcnn-detect reads it), not the run's log
     short, max_size = model_spec(args.params).get("input_size") or (600, 1000)
@@ -64,11 +71,12 @@ def main(argv=None):
         dataset = synthetic_set(count, seed + 1000, side, objects)
     elif args.dataset.startswith("voc:"):
         import os
-        dataset = VOCDetection(os.path.expanduser(args.dataset[4:]),
-                               splits=_voc_splits(args.split))
+        # the network's classes (saved in PARAMS.json); an object of another class is bad
+        args.no_progress = not sys.stderr.isatty()
+        dataset = checked_voc(os.path.expanduser(args.dataset[4:]), args.split, net.classes,
+                              args, "eval", "frcnn-eval")
     else:
         raise SystemExit("frcnn-eval: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
-    net = load_model(args.params)
     if tuple(net.classes) != tuple(dataset.classes):
         raise SystemExit("frcnn-eval: the network's classes %s are not the dataset's %s"
                          % (list(net.classes), list(dataset.classes)))
@@ -83,7 +91,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"params": args.params, "dataset": args.dataset, "images": len(dataset),
-                       "ap": dict(zip(names, map(float, values)))}, f, indent=1)
+                       "ap": dict(zip(names, map(float, values))),
+                       "bad_data": list(getattr(dataset, "bad", []))}, f, indent=1)
     return 0
 
 

@@ -307,15 +307,18 @@ def load_pretrained_base(net, path):
 
 def save_model(net, path, input_size=None):
     """Writes ``path`` (the parameters, GluonCV's save_parameters format) and ``path + '.json'``
-    (the architecture: backbone, width and settings, and the ``input_size`` = (short, max_size)
-    it was trained at) so that :func:`load_model` rebuilds it."""
-    import json
-    net.save_parameters(path)
+    (the architecture: backbone, width, classes and settings, and the ``input_size`` =
+    (short, max_size) it was trained at) so that :func:`load_model` rebuilds it. Each file is
+    written crash-safe (:func:`frcnn_model.checkpoint.atomic_file`)."""
+    from .checkpoint import atomic_file, write_json
     spec = dict(getattr(net, "spec", {"backbone": "resnet50_v1b"}))
     if input_size is not None:
         spec["input_size"] = [int(v) for v in input_size]
-    with open(path + ".json", "w") as f:
-        json.dump(spec, f, indent=1)
+    # each file atomically (a temporary file fsynced, then renamed): a crash leaves the old
+    # file or the new one, never a truncated one
+    with atomic_file(path) as tmp:
+        net.save_parameters(tmp)
+    write_json(path + ".json", spec, indent=1)
 
 
 def model_spec(path):

@@ -21,6 +21,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _how(returncode):
+    import signal
+    if returncode < 0:
+        try:
+            return "was killed by %s" % signal.Signals(-returncode).name
+        except ValueError:
+            return "was killed by signal %d" % -returncode
+    return "exited with status %d" % returncode
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m frcnn_model.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,10 +57,23 @@ def main(argv=None):
                                                   FRCNN_NUM_THREADS=threads))
                for _ in range(args.num_workers)]
     code = 0
+    roles = [("scheduler", p) for p in procs[:1]] + [("server", p) for p in procs[1:]] \
+        + [("worker", w) for w in workers]
     try:
-        # a worker that fails leaves the others waiting for it in a barrier: stop them all
-        while code == 0 and any(w.poll() is None for w in workers):
-            code = next((w.returncode for w in workers if w.returncode), 0)
+        # a worker (or the scheduler or a server) that fails leaves the others waiting for it
+        # in a barrier or a push: stop them all, within a poll period
+        while any(w.poll() is None for w in workers):
+            dead = next(((role, p) for role, p in roles
+                         if p.poll() is not None and p.returncode),
+                        None)
+            if dead is not None:
+                role, p = dead
+                code = p.returncode if p.returncode > 0 else 128 - p.returncode \
+                    if p.returncode < 0 else 1
+                print("frcnn_model.launch: %s (pid %d) %s; stopping the other processes "
+                      "(resume from the last complete checkpoint with --resume)"
+                      % (role, p.pid, _how(p.returncode)), file=sys.stderr, flush=True)
+                break
             time.sleep(0.2)
         code = code or next((w.returncode for w in workers if w.returncode), 0)
         if code == 0:

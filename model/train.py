@@ -5,19 +5,21 @@ top of saved weights.
     frcnn-train --dataset voc:~/data/VOCdevkit --preset voc-resnet50 --pretrained-base R50.params
 
 Each epoch: a tqdm bar with the four losses and images/s, then VOC07 mAP on the validation set,
-a checkpoint (``epoch_NNNN.params`` + ``.json`` architecture + ``.states`` optimizer, and
-``last``/``best`` copies), ``log.json`` and ``curves.png`` (losses and mAP). ``--resume DIR``
-continues from the newest checkpoint in DIR. ``--kvstore dist_sync`` trains data-parallel
+a checkpoint (``epoch_NNNN.params`` + ``.json`` architecture + ``.states`` optimizer +
+``.state.json`` position and random states, sealed by ``.manifest.json``; ``last``/``best``
+copies), ``log.json`` and ``curves.png`` (losses and mAP), every file crash-safe
+(frcnn_model.checkpoint). ``--resume`` continues from the newest complete checkpoint in
+--save-dir where the uninterrupted run would be (same data order, schedule, random state). ``--kvstore dist_sync`` trains data-parallel
 across the workers MXNet's launcher starts (each reads its shard of the data).
 
 Datasets: ``synthetic`` (the built-in shapes, generated from --seed; no download) or
-``voc:ROOT`` (a VOCdevkit folder; --train-split / --val-split, e.g. 2007-trainval, 2007-test).
+``voc:ROOT`` (a VOCdevkit folder; --train-split / --val-split, e.g. 2007-trainval, 2007-test;
+every annotation and image checked before training: --skip-bad, --check-data, --classes).
 """
 import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -79,7 +81,8 @@ def _parse(argv):
                    help="stop after this many iterations in all (smoke runs; 0: no limit)")
     p.add_argument("--save-dir", default="frcnn_train", help="checkpoints, log.json, curves.png")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in --save-dir")
+                   help="continue from the newest complete checkpoint in --save-dir (newer "
+                   "incomplete ones are named and skipped; none: from the beginning)")
     p.add_argument("--kvstore", default="local",
                    help="MXNet kvstore: local, device, dist_sync, dist_device_sync, dist_async")
     p.add_argument("--seed", type=int, default=0)
@@ -87,6 +90,19 @@ def _parse(argv):
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar (logs instead)")
     p.add_argument("--target-map", type=float, default=0.0,
                    help="stop once validation mAP reaches this (0: train all epochs)")
+    p.add_argument("--classes", help="voc: comma-separated class names (class id = position); "
+                   "default: the 20 VOC names if the annotations use only those, else the "
+                   "sorted names the training annotations use (saved in .params.json)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="voc: leave out bad samples (unreadable image, missing or malformed "
+                   "annotation, unknown class, bad box), count them and list them in log.json; "
+                   "default: an error naming every one before training starts")
+    p.add_argument("--check-data", action="store_true",
+                   help="voc: check every annotation and image of both splits, report, exit "
+                   "(0: all good, 1: bad samples); the same check runs before every training")
+    p.add_argument("--no-check-images", action="store_true",
+                   help="voc: do not decode every image before training (annotations are "
+                   "always checked; a bad image then stops the run when it is read)")
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
     for key, value in preset.items():
@@ -130,10 +146,78 @@ def make_datasets(args):
         return train, val
     if args.dataset.startswith("voc:"):
         root = os.path.expanduser(args.dataset[4:])
-        train = VOCDetection(root, splits=_voc_splits(args.train_split))
-        val = VOCDetection(root, splits=_voc_splits(args.val_split)) if args.val_split else None
-        return train, val
+        classes = voc_classes(args, root)
+        sets = [checked_voc(root, args.train_split, classes, args, "train", "frcnn-train")]
+        if args.val_split:
+            sets.append(checked_voc(root, args.val_split, classes, args, "val", "frcnn-train"))
+        return sets[0], (sets[1] if len(sets) > 1 else None)
     raise SystemExit("frcnn-train: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
+
+
+def voc_classes(args, root):
+    """--classes, else the VOC names if the training annotations use only those, else the
+    sorted names they use."""
+    from .datasets import voc_class_names
+    from .faster_rcnn import VOC_CLASSES
+    if getattr(args, "classes", None):
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        if not classes:
+            raise SystemExit("frcnn-train: --classes is empty")
+        return tuple(classes)
+    try:
+        names = voc_class_names(root, _voc_splits(args.train_split))
+    except FileNotFoundError as e:
+        raise SystemExit("frcnn-train: %s" % e)
+    if not names:
+        raise SystemExit("frcnn-train: the %s annotations in %s name no objects"
+                         % (args.train_split, root))
+    if set(names) <= set(VOC_CLASSES):
+        return tuple(VOC_CLASSES)
+    print("frcnn-train: classes from the annotations: %s" % ",".join(names), flush=True)
+    return tuple(names)
+
+
+def checked_voc(root, split, classes, args, what, who):
+    """VOCDetection of ``split`` with every annotation (and, unless --no-check-images, every
+    image) checked: bad samples are an error naming each (SystemExit) or, with --skip-bad,
+    left out and listed in the dataset's ``bad``."""
+    from .datasets import BadDataError, VOCDetection
+    try:
+        ds = VOCDetection(root, splits=_voc_splits(split), classes=classes, on_bad="skip")
+        if not getattr(args, "no_check_images", False):
+            ds.check_images(progress=not getattr(args, "no_progress", True)
+                            and sys.stderr.isatty())
+    except FileNotFoundError as e:
+        raise SystemExit("%s: %s" % (who, e))
+    if ds.bad and not getattr(args, "skip_bad", False) and not getattr(args, "check_data",
+                                                                       False):
+        raise SystemExit("%s: %s\n(--skip-bad leaves them out and trains on the rest)"
+                         % (who, BadDataError(ds.bad, "the %s split %s of %s"
+                                              % (what, split, root))))
+    if ds.bad:
+        print("%s: %s split %s: %d bad sample%s left out%s" % (
+            who, what, split, len(ds.bad), "" if len(ds.bad) == 1 else "s",
+            " (listed in log.json)" if who == "frcnn-train" else ""), flush=True)
+    if len(ds) == 0:
+        raise SystemExit("%s: no usable samples in the %s split %s of %s"
+                         % (who, what, split, root))
+    return ds
+
+
+def check_data(args):
+    """--check-data: every sample of both splits checked and reported; 0 if all good."""
+    train_set, val_set = make_datasets(args)
+    total = 0
+    for name, ds in (("train", train_set), ("val", val_set)):
+        if ds is None:
+            continue
+        bad = getattr(ds, "bad", [])
+        total += len(bad)
+        print("%s: %d images good, %d bad" % (name, len(ds), len(bad)))
+        for item in bad:
+            print("  %s: %s" % (item["file"], item["problem"]))
+    print("classes: %s" % ",".join(train_set.classes))
+    return 1 if total else 0
 
 
 def build_net(args, classes):
@@ -145,6 +229,7 @@ def build_net(args, classes):
 def evaluate(net, dataset, transform, batch_size, ctx=None, progress=False):
     """VOC07 mAP of ``net`` on ``dataset``: (names, values) as VOC07MApMetric.get()."""
     import mxnet as mx
+    from .checkpoint import fault_point
     from .metrics import VOC07MApMetric
     from .transforms import iterate_batches
     ctx = ctx or mx.cpu()
@@ -155,6 +240,7 @@ def evaluate(net, dataset, transform, batch_size, ctx=None, progress=False):
         batches = tqdm(batches, total=math.ceil(len(dataset) / batch_size), desc="eval",
                        leave=False, dynamic_ncols=True)
     for data, labels, _ in batches:
+        fault_point("eval")
         ids, scores, bboxes = net(mx.nd.array(data, ctx=ctx))
         metric.update(bboxes, ids, scores, labels[:, :, :4], labels[:, :, 4:5], labels[:, :, 5:6])
     return metric.get()
@@ -193,22 +279,156 @@ def plot_curves(log, path):
     plt.close(fig)
 
 
-def _newest_checkpoint(save_dir):
-    names = sorted(n for n in os.listdir(save_dir) if n.startswith("epoch_")
-                   and n.endswith(".params")) if os.path.isdir(save_dir) else []
-    return os.path.join(save_dir, names[-1]) if names else None
+# the arguments that decide a run's trajectory: a resume with other values warns
+_TRAJECTORY = ("preset", "dataset", "train_split", "num_train", "image_size", "object_size",
+               "backbone", "width", "frozen_bn", "short", "max_size", "batch_size", "optimizer",
+               "lr", "lr_decay", "lr_decay_epoch", "lr_warmup", "wd", "momentum", "flip",
+               "seed", "kvstore", "classes", "skip_bad")
+
+
+def _rng_state(step):
+    """The random states a resumed run needs (JSON): the training step's generator (anchor
+    and roi sampling), NumPy's and Python's global ones. MXNet's generator has no state to
+    save: it is reseeded from (seed, epoch, batch) where each epoch (part) starts."""
+    import random
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {"step": step.rng.bit_generator.state,
+            "numpy": [np_state[0], np_state[1].tolist()] + list(np_state[2:]),
+            "python": [py_state[0], list(py_state[1]), py_state[2]]}
+
+
+def _set_rng_state(step, state):
+    import random
+    step.rng.bit_generator.state = state["step"]
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32)) + tuple(n[2:]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def _mx_seed(seed, epoch, batch):
+    return (seed * 1000003 + epoch * 1009 + batch) % (2 ** 31)
+
+
+def _legacy_resume(args):
+    """A folder written before checkpoints had manifests: the newest epoch_*.params that
+    MXNet reads, the position from log.json (random states restart)."""
+    import mxnet as mx
+    names = sorted(n for n in os.listdir(args.save_dir) if n.startswith("epoch_")
+                   and n.endswith(".params"))
+    for name in reversed(names):
+        try:
+            mx.nd.load(os.path.join(args.save_dir, name))
+        except Exception:  # noqa: BLE001 - truncated by a crash: the one before
+            print("frcnn-train: --resume: skipping %s: not readable" % name, flush=True)
+            continue
+        with open(os.path.join(args.save_dir, "log.json")) as f:
+            old = json.load(f)
+        epoch = int(name[len("epoch_"):-len(".params")])
+        epochs = [e for e in old["epochs"] if e["epoch"] <= epoch]
+        last = epochs[-1] if epochs else {"iteration": 0, "time_s": 0.0}
+        return name[:-len(".params")], {
+            "epoch": epoch, "batch": 0, "iteration": last["iteration"],
+            "elapsed": last["time_s"], "best": max([e.get("mAP", -1) for e in epochs] + [-1]),
+            "smooth": {}, "log": {"epochs": epochs, "iterations": old["iterations"]},
+            "rng": None}
+    return None, None
+
+
+def find_resume_point(args):
+    """(stem, state) of the newest complete checkpoint in --save-dir; prints which one and why
+    any newer one was skipped. (None, None) when the folder (created when the run started)
+    has no complete checkpoint (the run was killed before its first one was sealed): the run
+    starts from the beginning."""
+    from . import checkpoint
+    if not os.path.isdir(args.save_dir):
+        raise SystemExit("frcnn-train: --resume: no epoch_*.params checkpoint in %s (no such "
+                         "folder)" % args.save_dir)
+    stem, skipped = checkpoint.newest_complete(args.save_dir)
+    for name, why in skipped:
+        print("frcnn-train: --resume: skipping %s: %s" % (name, why), flush=True)
+    if stem is None:
+        # a folder of an older frcnn-train: log.json (written after each checkpoint) but no
+        # manifest; this version writes log.json only after a manifest
+        if not any(n.endswith(".manifest.json") for n in os.listdir(args.save_dir)) \
+                and os.path.exists(os.path.join(args.save_dir, "log.json")):
+            print("frcnn-train: --resume: %s has no checkpoint manifests (an older frcnn-train "
+                  "wrote it): using the newest readable epoch_*.params, random states restart"
+                  % args.save_dir, flush=True)
+            stem, state = _legacy_resume(args)
+            if stem is not None:
+                return stem, state
+        print("frcnn-train: --resume: no complete checkpoint in %s: starting from the "
+              "beginning" % args.save_dir, flush=True)
+        return None, None
+    with open(os.path.join(args.save_dir, stem + ".state.json")) as f:
+        state = json.load(f)
+    old = state.get("args", {})
+    changed = [k for k in _TRAJECTORY if k in old and old[k] != getattr(args, k, None)]
+    if changed:
+        print("frcnn-train: --resume: warning: %s differ from the run that wrote %s (%s): the "
+              "result will not be the uninterrupted run's" % (
+                  ", ".join(changed), stem,
+                  ", ".join("%s=%r" % (k, old[k]) for k in changed)), flush=True)
+    return stem, state
+
+
+def save_checkpoint(args, net, trainer, stem, state, mAP, best, log):
+    """Writes checkpoint ``stem`` (params, .params.json, .states, .state.json, then the
+    manifest that seals it), the last/best copies, log.json and curves.png: each file
+    crash-safe. A write error ends the run with a message naming the file (the previous
+    complete checkpoint is untouched)."""
+    from . import checkpoint
+    from .faster_rcnn import save_model
+    d = args.save_dir
+    written = []
+    try:
+        checkpoint.invalidate(d, stem)
+        base = os.path.join(d, stem)
+        save_model(net, base + ".params", (args.short, args.max_size))
+        written += [stem + ".params", stem + ".params.json"]
+        if not args.kvstore.startswith("dist"):  # dist: the servers hold them
+            with checkpoint.atomic_file(base + ".states") as tmp:
+                trainer.save_states(tmp)
+            written.append(stem + ".states")
+        checkpoint.write_json(base + ".state.json", state, default=str)
+        written.append(stem + ".state.json")
+        checkpoint.write_manifest(d, stem, written, epoch=state["epoch"],
+                                  iteration=state["iteration"])
+        for name in ("last",) + (("best",) if mAP > best else ()):
+            checkpoint.invalidate(d, name)
+            for ext in (".params.json", ".params"):
+                checkpoint.copy_file(base + ext, os.path.join(d, name + ext))
+            checkpoint.write_manifest(d, name, [name + ".params", name + ".params.json"],
+                                      source=stem)
+        checkpoint.write_json(os.path.join(d, "log.json"), log, indent=1, default=str)
+        with checkpoint.atomic_file(os.path.join(d, "curves.png")) as tmp:
+            plot_curves(log, tmp)
+    except checkpoint.CheckpointError as e:
+        if not os.path.exists(checkpoint.manifest_path(d, stem)):
+            for name in written:  # the incomplete checkpoint's files: room on a full disk
+                try:
+                    os.remove(os.path.join(d, name))
+                except OSError:
+                    pass
+        prev, _ = checkpoint.newest_complete(d)
+        raise SystemExit("frcnn-train: checkpoint %s: %s; the newest complete checkpoint is %s"
+                         % (stem, e, prev or "none")) from None
 
 
 def train(args):
     import mxnet as mx
     from mxnet import gluon
-    from .faster_rcnn import save_model
+    from . import checkpoint
+    from .checkpoint import fault_point
     from .training import TrainStep
     from .transforms import FasterRCNNTrainTransform, FasterRCNNValTransform, iterate_batches
 
     ctx = mx.cpu()
     kv = mx.kv.create(args.kvstore)
     rank, workers = kv.rank, kv.num_workers
+    checkpoint.FAULT_RANK = rank
     mx.random.seed(args.seed)  # the same initial weights on every worker
     train_set, val_set = make_datasets(args)
     net = build_net(args, train_set.classes)
@@ -219,39 +439,49 @@ def train(args):
         print("frcnn-train: %d backbone parameters from %s" % (count, args.pretrained_base))
     if args.init:
         net.load_parameters(args.init, ctx=ctx)
+    stem, resumed = find_resume_point(args) if args.resume else (None, None)
     os.makedirs(args.save_dir, exist_ok=True)
+    if rank == 0:
+        checkpoint.remove_stale_temporaries(args.save_dir)
     log = {"args": {k: v for k, v in vars(args).items()}, "epochs": [],
            "iterations": {k: [] for k in ("iter", "rpn_cls", "rpn_box", "rcnn_cls",
                                           "rcnn_box", "total")},
            "title": "frcnn-train %s: %s x%s, %d train images, batch %d" % (
                args.preset, args.backbone, args.width, len(train_set), args.batch_size)}
-    start_epoch, iteration, elapsed = 0, 0, 0.0
+    if getattr(train_set, "bad", None) or getattr(val_set, "bad", None):
+        log["bad_data"] = {"train": list(getattr(train_set, "bad", [])),
+                           "val": list(getattr(val_set, "bad", []) if val_set else [])}
+    start_epoch, start_batch, iteration, elapsed = 0, 0, 0, 0.0
+    smooth, best = {}, -1.0
     params = net.collect_params()
     opt_args = {"learning_rate": args.lr, "wd": args.wd}
     if args.optimizer in ("sgd", "nag"):
         opt_args["momentum"] = args.momentum
     trainer = gluon.Trainer(params, args.optimizer, opt_args, kvstore=kv)
-    if args.resume:
-        ckpt = _newest_checkpoint(args.save_dir)
-        if ckpt is None:
-            raise SystemExit("frcnn-train: --resume: no epoch_*.params in %s" % args.save_dir)
+    if resumed is not None:
+        ckpt = os.path.join(args.save_dir, stem + ".params")
         net.load_parameters(ckpt, ctx=ctx)
-        states = ckpt[:-len(".params")] + ".states"
+        states = os.path.join(args.save_dir, stem + ".states")
         if os.path.exists(states) and not args.kvstore.startswith("dist"):
             trainer.load_states(states)
         else:
             print("frcnn-train: no optimizer state to resume (%s); momentum restarts"
                   % os.path.basename(states), flush=True)
-        with open(os.path.join(args.save_dir, "log.json")) as f:
-            old = json.load(f)
-        log["epochs"], log["iterations"] = old["epochs"], old["iterations"]
-        start_epoch = old["epochs"][-1]["epoch"] if old["epochs"] else 0
-        iteration = old["epochs"][-1]["iteration"] if old["epochs"] else 0
-        elapsed = old["epochs"][-1]["time_s"] if old["epochs"] else 0.0
-        print("frcnn-train: resumed from %s (epoch %d, iteration %d)"
-              % (ckpt, start_epoch, iteration), flush=True)
+        log["epochs"] = resumed["log"]["epochs"]
+        log["iterations"] = resumed["log"]["iterations"]
+        start_epoch, start_batch = resumed["epoch"], resumed["batch"]
+        iteration, elapsed = resumed["iteration"], resumed["elapsed"]
+        smooth, best = dict(resumed["smooth"]), resumed["best"]
+        if start_batch:  # the checkpoint stopped inside this epoch (--max-iters)
+            log["epochs"] = [e for e in log["epochs"] if e["epoch"] <= start_epoch]
+        print("frcnn-train: resumed from %s (epoch %d, iteration %d%s)"
+              % (ckpt, start_epoch, iteration,
+                 ", batch %d of epoch %d" % (start_batch, start_epoch + 1) if start_batch
+                 else ""), flush=True)
     net.hybridize(static_alloc=True)
     step = TrainStep(net, seed=args.seed * 1000 + rank + 7919 * start_epoch)
+    if resumed and resumed.get("rng") and rank == 0:
+        _set_rng_state(step, resumed["rng"])
     train_tf = FasterRCNNTrainTransform(short=args.short, max_size=args.max_size,
                                         flip_p=args.flip)
     val_tf = FasterRCNNValTransform(short=args.short, max_size=args.max_size)
@@ -260,17 +490,19 @@ def train(args):
     if per_epoch == 0:
         raise SystemExit("frcnn-train: %d training images are fewer than one batch of %d x %d "
                          "workers" % (len(train_set), args.batch_size, workers))
-    smooth, best = {}, -1.0
     t0 = time.time() - elapsed
     for epoch in range(start_epoch, args.epochs):
+        first = start_batch if epoch == start_epoch else 0
+        mx.random.seed(_mx_seed(args.seed, epoch, first))
         lr_epoch = args.lr * args.lr_decay ** sum(epoch >= e for e in decay_epochs)
         batches = iterate_batches(train_set, train_tf, args.batch_size * workers, shuffle=True,
-                                  seed=args.seed, epoch=epoch, drop_last=True)
-        bar = range(per_epoch)
+                                  seed=args.seed, epoch=epoch, drop_last=True, start=first)
+        bar = range(first, per_epoch)
         if not args.no_progress and rank == 0:
             from tqdm import tqdm
-            bar = tqdm(bar, desc="epoch %d/%d" % (epoch + 1, args.epochs), dynamic_ncols=True)
-        seen, t_epoch = 0, time.time()
+            bar = tqdm(bar, desc="epoch %d/%d" % (epoch + 1, args.epochs), dynamic_ncols=True,
+                       initial=first, total=per_epoch)
+        seen, t_epoch, done = 0, time.time(), first
         for _, (data, labels, im_hw) in zip(bar, batches):
             if args.max_iters and iteration >= args.max_iters:
                 break
@@ -278,8 +510,10 @@ def train(args):
             warm = min(1.0, (iteration + 1) / args.lr_warmup) if args.lr_warmup else 1.0
             trainer.set_learning_rate(lr_epoch * warm)
             losses = step(data[lo:hi], labels[lo:hi], im_hw[lo:hi], ctx=ctx)
+            fault_point("iter", "iteration %d" % (iteration + 1))
             trainer.step(args.batch_size * workers)  # gradients summed over workers
             iteration += 1
+            done += 1
             seen += args.batch_size
             for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"):
                 value = losses[key] / args.batch_size
@@ -319,17 +553,16 @@ def train(args):
         entry["time_s"] = time.time() - t0
         log["epochs"].append(entry)
         if rank == 0:
-            base = os.path.join(args.save_dir, "epoch_%04d" % (epoch + 1))
-            save_model(net, base + ".params", (args.short, args.max_size))
-            if not args.kvstore.startswith("dist"):
-                trainer.save_states(base + ".states")  # dist: the servers hold them
-            for name in ("last",) + (("best",) if entry.get("mAP", -1) > best else ()):
-                for ext in (".params", ".params.json"):
-                    shutil.copyfile(base + ext, os.path.join(args.save_dir, name + ext))
+            complete = done >= per_epoch
+            state = {"epoch": epoch + 1 if complete else epoch,
+                     "batch": 0 if complete else done, "iteration": iteration,
+                     "elapsed": entry["time_s"], "smooth": smooth,
+                     "best": max(best, entry.get("mAP", -1)), "rng": _rng_state(step),
+                     "args": {k: getattr(args, k, None) for k in _TRAJECTORY},
+                     "log": {"epochs": log["epochs"], "iterations": log["iterations"]}}
+            save_checkpoint(args, net, trainer, "epoch_%04d" % (epoch + 1), state,
+                            entry.get("mAP", -1), best, log)
             best = max(best, entry.get("mAP", -1))
-            with open(os.path.join(args.save_dir, "log.json"), "w") as f:
-                json.dump(log, f, indent=1, default=str)
-            plot_curves(log, os.path.join(args.save_dir, "curves.png"))
             print("epoch %d: iteration %d, %.1f img/s, loss %.4f%s, %.1f min"
                   % (epoch + 1, iteration, entry["images_per_s"], smooth.get("total", 0.0),
                      ", mAP %.4f" % entry["mAP"] if "mAP" in entry else "",
@@ -347,6 +580,8 @@ def main(argv=None):
     from ._threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.check_data:
+        return check_data(args)
     train(args)
     return 0
 

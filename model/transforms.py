@@ -227,20 +227,23 @@ def _worker_batch(indices):
 
 
 def iterate_batches(dataset, transform, batch_size, shuffle=False, seed=0, epoch=0,
-                    drop_last=False, num_workers=0, stride=1):
+                    drop_last=False, num_workers=0, stride=1, start=0):
     """Yields ``batchify`` outputs ``(data, labels, im_hw)`` over one epoch of ``dataset``.
 
     The order is ``batch_order(len(dataset), batch_size, shuffle, seed, epoch, drop_last)``; a
     transform with an ``rng`` argument gets ``np.random.default_rng([seed, epoch, index])`` for
     each sample, so an epoch is reproducible from (seed, epoch) alone, with or without workers.
-    ``transform=None`` passes images through as float32 CHW (0..255).
+    ``transform=None`` passes images through as float32 CHW (0..255). ``start`` skips the
+    epoch's first ``start`` batches without loading them (a resumed run goes on where it
+    stopped; the rest of the epoch is the same batches as without the stop).
 
     ``num_workers > 0`` loads batches in a pool of *spawned* processes (dataset and transform
     are pickled once per worker; at most 2 * num_workers batches in flight, yielded in order).
     Not fork: a child forked after OpenCV ran a parallel loop in the parent (cv2.resize of a
     large image, also inside MXNet) hangs in its first OpenCV call.
     """
-    batches = batch_order(len(dataset), int(batch_size), shuffle, seed, epoch, drop_last)
+    batches = batch_order(len(dataset), int(batch_size), shuffle, seed, epoch,
+                          drop_last)[int(start):]
     takes_rng = transform is not None and _takes_rng(transform)
     if num_workers <= 0:
         for idx in batches:

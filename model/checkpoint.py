@@ -1,0 +1,291 @@
+"""Crash-safe files for training runs: atomic writes, checkpoint manifests, verification.
+
+Every artefact of a run (parameters, the ``.params.json`` architecture sidecar, optimizer
+states, the training state, ``last``/``best`` copies, ``log.json``, ``curves.png``) is written
+by :func:`atomic_file`: into a temporary file ``.tmp-<pid>-<name>`` in the same folder, flushed
+and fsynced, renamed over the final name, then the folder fsynced. A process killed at any
+point leaves either the old file or the new one, never a truncated one (plus, at worst, a
+``.tmp-*`` file that :func:`remove_stale_temporaries` deletes on the next start).
+
+A checkpoint ``<stem>`` (e.g. ``epoch_0003``) is several files; it is complete only when its
+manifest ``<stem>.manifest.json`` exists (written last, atomically) and every file it lists
+has the size and SHA-256 it records (:func:`verify`). :func:`newest_complete` is what
+``frcnn-train --resume`` uses.
+
+Test-only fault injection: the environment variable ``FRCNN_FAULT_AT=<label>:<n>[:<action>]``
+makes the ``n``-th (1-based) call of :func:`fault_point` with that label, in this process,
+either SIGKILL the process (action ``kill``, the default) or raise ``OSError(ENOSPC)``
+(action ``enospc``). Labels: ``iter`` (inside a training iteration, after the backward and
+before the update), ``eval`` (each validation batch), ``write`` (each atomic file write, after
+the temporary file's data and before its rename), ``rename`` (after a rename, before the
+folder's fsync). With ``FRCNN_FAULT_RANK=<r>`` only the worker of that rank (a
+``dist`` kvstore) acts. Unset, it costs one dict lookup; do not set it outside tests.
+"""
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import signal
+import sys
+
+MANIFEST_FORMAT = 1
+_COUNTS = {}
+FAULT_RANK = 0  # this process's worker rank (frcnn-train sets it): FRCNN_FAULT_RANK
+
+
+class CheckpointError(Exception):
+    """A checkpoint file cannot be written or is not what it should be (the message names
+    the file and the problem)."""
+
+
+# ----------------------------------------------------------------------------- fault hook
+
+def _fault_spec():
+    spec = os.environ.get("FRCNN_FAULT_AT", "")
+    if not spec:
+        return None
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[1].isdigit():
+        raise SystemExit("FRCNN_FAULT_AT must be LABEL:N[:kill|enospc], got %r" % spec)
+    return parts[0], int(parts[1]), (parts[2] if len(parts) == 3 else "kill")
+
+
+def fault_point(label, detail=""):
+    """Test-only: see the module docstring (FRCNN_FAULT_AT)."""
+    spec = _fault_spec()
+    if spec is None or spec[0] != label:
+        return
+    only = os.environ.get("FRCNN_FAULT_RANK")
+    if only is not None and int(only) != FAULT_RANK:
+        return
+    _COUNTS[label] = _COUNTS.get(label, 0) + 1
+    if _COUNTS[label] != spec[1]:
+        return
+    sys.stderr.write("FRCNN_FAULT_AT: %s at %s #%d %s\n" % (spec[2], label, spec[1], detail))
+    sys.stderr.flush()
+    if spec[2] == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), detail)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+def fsync_dir(folder):
+    """fsync a folder (its entries: renames and new files) where the OS allows it."""
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory
+    finally:
+        os.close(fd)
+
+
+def _tmp_name(path):
+    folder, name = os.path.split(os.path.abspath(path))
+    # keeps the extension (writers such as matplotlib pick the format from it)
+    return os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), name))
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """``with atomic_file(path) as tmp: write(tmp)``: whatever is written to ``tmp`` replaces
+    ``path`` atomically when the block ends without an exception (data fsynced before the
+    rename, the folder after). On an exception the temporary file is removed and a
+    :class:`CheckpointError` naming ``path`` is raised (the old ``path`` is untouched)."""
+    tmp = _tmp_name(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        fault_point("write", os.path.basename(path))
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, (KeyboardInterrupt, SystemExit, CheckpointError)):
+            raise
+        raise CheckpointError("cannot write %s: %s" % (path, _why(e))) from e
+    fault_point("rename", os.path.basename(path))
+    fsync_dir(folder)
+
+
+def _why(e):
+    if isinstance(e, OSError) and e.errno is not None:
+        return "%s (errno %d)" % (os.strerror(e.errno), e.errno)
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    # MXNetError: "Traceback ...", C++ frames, then "MXNetError: Check failed: ...: why"
+    err = [ln for ln in lines if ln.startswith("MXNetError:")]
+    if err:
+        return err[-1].split(": ")[-1]
+    lines = [ln for ln in lines if not ln.startswith(("Traceback", "File ", "["))]
+    return lines[0] if lines else type(e).__name__
+
+
+def write_bytes(path, data):
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def write_json(path, obj, **kw):
+    write_bytes(path, (json.dumps(obj, **kw) + "\n").encode("utf-8"))
+
+
+def copy_file(src, dst):
+    """Atomic copy of src to dst."""
+    with atomic_file(dst) as tmp:
+        with open(src, "rb") as fi, open(tmp, "wb") as fo:
+            while True:
+                chunk = fi.read(1 << 20)
+                if not chunk:
+                    break
+                fo.write(chunk)
+
+
+def remove_stale_temporaries(folder):
+    """Removes ``.tmp-*`` files a killed writer left in ``folder``; returns their names."""
+    gone = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".tmp-"):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, name))
+                    gone.append(name)
+    return gone
+
+
+# ----------------------------------------------------------------------------- manifests
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_path(folder, stem):
+    return os.path.join(folder, stem + ".manifest.json")
+
+
+def invalidate(folder, stem):
+    """Removes a checkpoint's manifest (before its files are rewritten)."""
+    path = manifest_path(folder, stem)
+    if os.path.exists(path):
+        os.remove(path)
+        fsync_dir(folder)
+
+
+def write_manifest(folder, stem, names, **extra):
+    """Seals checkpoint ``stem``: a manifest with the size and SHA-256 of each file in
+    ``names`` (relative to ``folder``), written atomically after them."""
+    files = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        files[name] = {"size": os.path.getsize(path), "sha256": sha256(path)}
+    write_json(manifest_path(folder, stem),
+               dict(format=MANIFEST_FORMAT, checkpoint=stem, files=files, **extra), indent=1)
+
+
+def verify(folder, stem):
+    """None if checkpoint ``stem`` is complete, else the reason it is not (a sentence naming
+    the file)."""
+    mpath = manifest_path(folder, stem)
+    if not os.path.exists(mpath):
+        return "no %s (its writing did not finish)" % os.path.basename(mpath)
+    try:
+        with open(mpath) as f:
+            manifest = json.load(f)
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return "%s is unreadable (%s)" % (os.path.basename(mpath), _why(e))
+    for name, want in sorted(files.items()):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            return "%s is missing" % name
+        size = os.path.getsize(path)
+        if size != want["size"]:
+            return "%s has %d bytes, its manifest says %d (truncated or replaced)" % (
+                name, size, want["size"])
+        if sha256(path) != want["sha256"]:
+            return "%s does not match its manifest's SHA-256 (corrupted or replaced)" % name
+    return None
+
+
+_EPOCH = re.compile(r"^epoch_(\d+)\.")
+
+
+def checkpoint_stems(folder):
+    """The ``epoch_NNNN`` stems that have any file in ``folder``, newest first."""
+    if not os.path.isdir(folder):
+        return []
+    stems = {m.group(0)[:-1] for m in map(_EPOCH.match, os.listdir(folder)) if m}
+    return sorted(stems, key=lambda s: int(s.split("_")[1]), reverse=True)
+
+
+def newest_complete(folder):
+    """(stem, skipped): the newest complete ``epoch_*`` checkpoint in ``folder`` (None if
+    none) and [(stem, reason)] for each newer one that is not complete."""
+    skipped = []
+    for stem in checkpoint_stems(folder):
+        reason = verify(folder, stem)
+        if reason is None:
+            return stem, skipped
+        skipped.append((stem, reason))
+    return None, skipped
+
+
+def check_params_file(path, who):
+    """Before loading a parameter file: raises SystemExit with a message naming ``path`` and
+    the problem if it is missing, fails its checkpoint manifest (when one lists it), or is
+    not an MXNet parameter file. Returns the loaded dict of NDArrays."""
+    import mxnet as mx
+    if not os.path.isfile(path):
+        raise SystemExit("%s: %s: no such file" % (who, path))
+    folder, name = os.path.split(os.path.abspath(path))
+    stem = name[:-len(".params")] if name.endswith(".params") else None
+    if stem and os.path.exists(manifest_path(folder, stem)):
+        reason = verify(folder, stem)
+        if reason is not None:
+            raise SystemExit("%s: %s: incomplete checkpoint: %s" % (who, path, reason))
+    size = os.path.getsize(path)
+    try:
+        loaded = mx.nd.load(path)
+    except Exception as e:  # noqa: BLE001 - MXNet raises MXNetError with a C++ trace
+        raise SystemExit("%s: %s (%d bytes) is not a readable MXNet parameter file (truncated, "
+                         "corrupted or another format): %s" % (who, path, size, _why(e)))
+    if not isinstance(loaded, dict) or not loaded:
+        raise SystemExit("%s: %s holds no named parameters (not a save_parameters file)"
+                         % (who, path))
+    return loaded
+
+
+def load_model_checked(path, who, **overrides):
+    """:func:`frcnn_model.faster_rcnn.load_model` for a command line: a missing, truncated,
+    corrupted or foreign parameter file (or a bad ``.params.json``) ends the program with a
+    message that names the file and the problem, not an MXNet stack trace."""
+    from .faster_rcnn import load_model, model_spec
+    loaded = check_params_file(path, who)
+    try:
+        spec = model_spec(path)
+    except (OSError, ValueError) as e:
+        raise SystemExit("%s: %s.json (the architecture beside the weights) is unreadable: %s"
+                         % (who, path, _why(e)))
+    try:
+        return load_model(path, **overrides)
+    except Exception as e:  # noqa: BLE001 - MXNet's missing/shape errors carry C++ traces
+        arch = "%s x%s" % (spec.get("backbone", "resnet50_v1b"), spec.get("width", 1.0))
+        sample = ", ".join(sorted(loaded)[:3])
+        raise SystemExit("%s: %s does not fit the architecture %s (%s): %s; its first "
+                         "parameters are %s (a file of another model?)"
+                         % (who, path, arch, "from %s.json" % os.path.basename(path)
+                            if os.path.exists(path + ".json") else "no .json beside it: "
+                            "GluonCV's faster_rcnn_resnet50_v1b_voc assumed", _why(e), sample))
