@@ -289,7 +289,8 @@ def test_cub_exclusive_sum(emu, rng):
 def test_emulate_cuda_is_scoped(rng):
     data = rng.standard_normal((1, 5, 4)).astype(np.float32)
     anchors = boxes(rng, (1, 5)).astype(np.float32)
+    kind = frcnn_ops._dispatch.array_kind
     with frcnn_ops.emulate_cuda():
         frcnn_ops.box_decode(data, anchors)
-    with pytest.raises(TypeError, match="float32 or float64"):
-        frcnn_ops.box_decode(data.astype(np.float16), anchors.astype(np.float16))  # the CPU path
+        assert kind("op", data=data) == "emu"
+    assert kind("op", data=data) == "numpy"  # the CPU path again
