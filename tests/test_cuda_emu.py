@@ -1,6 +1,7 @@
 """Smoke tests of the CPU execution harness of the CUDA kernels (frcnn_ops._C_emu, built with
 FRCNN_CUDA_EMULATE=1): every kernel once against the CPU path, and the harness's own checks
 (launch limits, broken barriers, half conversions, the CUB emulation)."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -230,13 +231,16 @@ def test_divergent_barrier_raises(emu):
         emu._emu_barrier_case("divergent")
 
 
-def test_no_progress_aborts_with_the_kernel_name():
+def test_no_progress_aborts_with_the_kernel_name(tmp_path):
     code = textwrap.dedent("""
         from frcnn_ops import _C_emu
         _C_emu._emu_barrier_case("timeout", 0.3)
         print("returned")
     """)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # this frcnn_ops (installed or built in place), not the checkout's unbuilt source folder
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(frcnn_ops.__file__)))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=pkg_root))
     assert p.returncode != 0 and "returned" not in p.stdout
     assert "CUDA kernel slow_thread_kernel: no progress in 0.3 s" in p.stderr
 

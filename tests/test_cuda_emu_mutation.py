@@ -57,9 +57,14 @@ CHECK = textwrap.dedent("""
 """)
 
 
-def check(*module):
+def check(*module, cwd):
+    # the frcnn_ops this test imports (installed, or an in-place build), never the unbuilt
+    # source folder that `python -c` would put first on sys.path from the checkout
+    import frcnn_ops
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(frcnn_ops.__file__)))
+    env = dict(os.environ, PYTHONPATH=pkg_root)
     p = subprocess.run([sys.executable, "-c", CHECK] + list(module), capture_output=True,
-                       text=True, timeout=300, cwd=ROOT)
+                       text=True, timeout=300, cwd=cwd, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -93,6 +98,6 @@ def build_mutated(work):
 @pytest.mark.skipif(shutil.which("cmake") is None and not os.environ.get("CMAKE"),
                     reason="needs cmake")
 def test_one_character_kernel_bugs_are_caught(tmp_path):
-    assert check() == {"nms": True, "roi_align_backward": True}  # the real kernels agree
+    assert check(cwd=tmp_path) == {"nms": True, "roi_align_backward": True}  # the real kernels
     module = build_mutated(str(tmp_path))
-    assert check(module) == {"nms": False, "roi_align_backward": False}
+    assert check(module, cwd=tmp_path) == {"nms": False, "roi_align_backward": False}
