@@ -47,4 +47,18 @@ void roi_align_backward_cuda(DType dt, const void* grad_out, const void* rois, v
                              int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
                              const RoiAlignParams& p, bool deterministic, void* stream);
 
+// The CPU kernels over a subset of the rois (for multilevel_roi_align): roi rows[i] of `rois`
+// (i < n) is pooled into row rows[i] of out (R rows, the others untouched); the backward
+// reads row rows[i] of grad_out and overwrites grad_data with the sum over the subset.
+// Multi-threaded as roi_align_cpu (no ActiveCall of their own: the caller holds one).
+namespace roi_align_detail {
+template <typename T>
+void forward_rows(const T* data, const T* rois, const int64_t* rows, int64_t n, T* out,
+                  int64_t N, int64_t C, int64_t H, int64_t W, const RoiAlignParams& p);
+template <typename T>
+void backward_rows(const T* grad_out, const T* rois, const int64_t* rows, int64_t n,
+                   T* grad_data, int64_t N, int64_t C, int64_t H, int64_t W,
+                   const RoiAlignParams& p);
+}  // namespace roi_align_detail
+
 }  // namespace frcnn

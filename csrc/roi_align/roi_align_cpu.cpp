@@ -153,9 +153,10 @@ void build_plan(const T* roi, int64_t N, int64_t H, int64_t W, const RoiAlignPar
   }
 }
 
+// Plans of the rois rows[0..R) (rows == nullptr: rois 0..R).
 template <typename T>
 std::vector<Plan<T>> build_plans(const T* rois, int64_t R, int64_t N, int64_t H, int64_t W,
-                                 const RoiAlignParams& p) {
+                                 const RoiAlignParams& p, const int64_t* rows = nullptr) {
   std::vector<Plan<T>> plans(R);
   const int nt = threads_for(R, 16);
   // An exception must not leave an OpenMP region (std::terminate): a failed allocation is
@@ -165,7 +166,7 @@ std::vector<Plan<T>> build_plans(const T* rois, int64_t R, int64_t N, int64_t H,
   for (int64_t r = 0; r < R; ++r) {
     if (failed.load(std::memory_order_relaxed)) continue;
     try {
-      build_plan<T>(rois + r * 5, N, H, W, p, &plans[r]);
+      build_plan<T>(rois + (rows ? rows[r] : r) * 5, N, H, W, p, &plans[r]);
     } catch (const std::bad_alloc&) {
       failed.store(true);
     }
@@ -399,9 +400,11 @@ bool use_blocked(int64_t N, int64_t H, int64_t W, int64_t R, const RoiAlignParam
 
 // ---- Forward ------------------------------------------------------------------------------
 
+// Plan q writes output row rows[q] (rows == nullptr: row q), here and below; the gradient
+// of plan q is row rows[q] of grad_out.
 template <typename T>
 void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t N,
-                     int64_t C, int64_t HW, int64_t R, int64_t bins) {
+                     int64_t C, int64_t HW, int64_t R, int64_t bins, const int64_t* rows) {
   constexpr int K = Block<T>::value;
   const int64_t ncb = ceil_div(C, K);
   // 1. the feature map in channel blocks: blk[n][cb][pixel][0:K], zero padded
@@ -429,7 +432,7 @@ void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, i
       const int64_t cb = u / R, r = u % R;
       const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
       const Plan<T>& pl = plans[r];
-      T* o = out + (r * C + c0) * bins;
+      T* o = out + ((rows ? rows[r] : r) * C + c0) * bins;
       if (pl.batch < 0) {
         std::fill(o, o + cw * bins, T(0));
         continue;
@@ -443,14 +446,15 @@ void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, i
 
 template <typename T>
 void forward_direct(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t C,
-                    int64_t HW, int64_t R, int64_t C_out, int64_t bins, bool ps) {
+                    int64_t HW, int64_t R, int64_t C_out, int64_t bins, bool ps,
+                    const int64_t* rows) {
   const int64_t work = plan_entries(plans) * C_out + R * C_out * bins;
   const int nt = threads_for(work, kWorkPerThread);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int64_t u = 0; u < R * C_out; ++u) {
     const int64_t r = u / C_out, c = u % C_out;
     const Plan<T>& pl = plans[r];
-    T* o = out + u * bins;
+    T* o = out + ((rows ? rows[r] : r) * C_out + c) * bins;
     if (pl.batch < 0) {
       std::fill(o, o + bins, T(0));
       continue;
@@ -467,22 +471,23 @@ void forward_direct(const T* data, const std::vector<Plan<T>>& plans, T* out, in
 
 template <typename T>
 void forward_impl(const T* data, const T* rois, T* out, int64_t N, int64_t C, int64_t H,
-                  int64_t W, int64_t R, const RoiAlignParams& p) {
+                  int64_t W, int64_t R, const RoiAlignParams& p, const int64_t* rows = nullptr) {
   const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
   const int64_t C_out = p.position_sensitive ? C / bins : C;
   if (R == 0 || C_out == 0) return;
-  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p);
+  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p, rows);
   if (use_blocked(N, H, W, R, p))
-    forward_blocked(data, plans, out, N, C, H * W, R, bins);
+    forward_blocked(data, plans, out, N, C, H * W, R, bins, rows);
   else
-    forward_direct(data, plans, out, C, H * W, R, C_out, bins, p.position_sensitive);
+    forward_direct(data, plans, out, C, H * W, R, C_out, bins, p.position_sensitive, rows);
 }
 
 // ---- Backward -----------------------------------------------------------------------------
 
 template <typename T>
 void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
-                      int64_t N, int64_t C, int64_t HW, int64_t R, int64_t bins) {
+                      int64_t N, int64_t C, int64_t HW, int64_t R, int64_t bins,
+                      const int64_t* rows) {
   constexpr int K = Block<T>::value;
   const int64_t ncb = ceil_div(C, K);
   // rois of each image, in order
@@ -507,9 +512,12 @@ void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* g
       const std::vector<int64_t>& rl = by_image[n];
       for (size_t q = 0; q < rl.size(); ++q) {
         const int64_t r = rl[q];
-        if (q + 1 < rl.size())
-          prefetch_block(grad_out + (rl[q + 1] * C + c0) * bins, cw * bins * int64_t(sizeof(T)));
-        transpose(grad_out + (r * C + c0) * bins, cw, bins, bins, tile.get(), K);
+        if (q + 1 < rl.size()) {
+          const int64_t rn = rows ? rows[rl[q + 1]] : rl[q + 1];
+          prefetch_block(grad_out + (rn * C + c0) * bins, cw * bins * int64_t(sizeof(T)));
+        }
+        transpose(grad_out + ((rows ? rows[r] : r) * C + c0) * bins, cw, bins, bins, tile.get(),
+                  K);
         scatter_block(acc.get(), plans[r], bins, tile.get());
       }
       transpose(acc.get(), HW, cw, K, grad_data + (n * C + c0) * HW, HW);
@@ -520,7 +528,7 @@ void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* g
 template <typename T>
 void backward_direct(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
                      int64_t N, int64_t C, int64_t HW, int64_t R, int64_t C_out, int64_t bins,
-                     bool ps) {
+                     bool ps, const int64_t* rows) {
   const int64_t work = plan_entries(plans) * C_out + N * C * HW;
   const int nt = threads_for(work, kWorkPerThread);
   // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
@@ -535,7 +543,7 @@ void backward_direct(const T* grad_out, const std::vector<Plan<T>>& plans, T* gr
     for (int64_t r = 0; r < R; ++r) {
       const Plan<T>& pl = plans[r];
       if (pl.batch < 0) continue;
-      const T* go = grad_out + (r * C_out + c) * bins;
+      const T* go = grad_out + ((rows ? rows[r] : r) * C_out + c) * bins;
       for (int64_t b = 0; b < bins; ++b) {
         const int64_t ci = ps ? c * bins + b : c;
         T* plane = grad_data + (pl.batch * C + ci) * HW;
@@ -548,18 +556,47 @@ void backward_direct(const T* grad_out, const std::vector<Plan<T>>& plans, T* gr
 
 template <typename T>
 void backward_impl(const T* grad_out, const T* rois, T* grad_data, int64_t N, int64_t C,
-                   int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
+                   int64_t H, int64_t W, int64_t R, const RoiAlignParams& p,
+                   const int64_t* rows = nullptr) {
   const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
   const int64_t C_out = p.position_sensitive ? C / bins : C;
-  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p);
+  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p, rows);
   if (use_blocked(N, H, W, R, p))
-    backward_blocked(grad_out, plans, grad_data, N, C, H * W, R, bins);
+    backward_blocked(grad_out, plans, grad_data, N, C, H * W, R, bins, rows);
   else
     backward_direct(grad_out, plans, grad_data, N, C, H * W, R, C_out, bins,
-                    p.position_sensitive);
+                    p.position_sensitive, rows);
 }
 
 }  // namespace
+
+namespace roi_align_detail {
+
+template <typename T>
+void forward_rows(const T* data, const T* rois, const int64_t* rows, int64_t n, T* out,
+                  int64_t N, int64_t C, int64_t H, int64_t W, const RoiAlignParams& p) {
+  forward_impl(data, rois, out, N, C, H, W, n, p, rows);
+}
+
+template <typename T>
+void backward_rows(const T* grad_out, const T* rois, const int64_t* rows, int64_t n,
+                   T* grad_data, int64_t N, int64_t C, int64_t H, int64_t W,
+                   const RoiAlignParams& p) {
+  backward_impl(grad_out, rois, grad_data, N, C, H, W, n, p, rows);
+}
+
+template void forward_rows<float>(const float*, const float*, const int64_t*, int64_t, float*,
+                                  int64_t, int64_t, int64_t, int64_t, const RoiAlignParams&);
+template void forward_rows<double>(const double*, const double*, const int64_t*, int64_t,
+                                   double*, int64_t, int64_t, int64_t, int64_t,
+                                   const RoiAlignParams&);
+template void backward_rows<float>(const float*, const float*, const int64_t*, int64_t, float*,
+                                   int64_t, int64_t, int64_t, int64_t, const RoiAlignParams&);
+template void backward_rows<double>(const double*, const double*, const int64_t*, int64_t,
+                                    double*, int64_t, int64_t, int64_t, int64_t,
+                                    const RoiAlignParams&);
+
+}  // namespace roi_align_detail
 
 void roi_align_cpu(DType dt, const void* data, const void* rois, void* out, int64_t N,
                    int64_t C, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
