@@ -325,6 +325,22 @@ def test_hybridized_block_backward_and_export(mx, rng, tmp_path):
     np.testing.assert_allclose(sb(*args).asnumpy(), eager, rtol=1e-6, atol=1e-6)
 
 
+def test_grad_req_add_accumulates(mx, rng):
+    feats = make_features(rng, C=3)
+    rois = make_rois(rng, 20)
+    xs = [mx.nd.array(f) for f in feats]
+    for x in xs:
+        x.attach_grad(grad_req="add")
+    for _ in range(2):
+        with mx.autograd.record():
+            y = frcnn_ops.multilevel_roi_align(mx.nd.array(rois), xs, 7)
+        y.backward()
+    once = frcnn_ops.multilevel_roi_align_backward(np.ones((20, 3, 7, 7), np.float32), rois,
+                                                   [f.shape for f in feats], 7)
+    for x, g in zip(xs, once):
+        np.testing.assert_allclose(x.grad.asnumpy(), 2 * g, rtol=1e-6, atol=1e-6)
+
+
 # ---- Bad input -----------------------------------------------------------------------------
 
 def _bad_calls(zeros):

@@ -3,8 +3,10 @@
 // roi_align CPU kernels (plans, channel blocks, threads: roi_align_cpu.cpp) on that level's
 // map only, writing their own output rows. The backward overwrites every map; a level's
 // gradient sums its rois in order, so it is bitwise the same for any thread count.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "common/checks.h"
 #include "common/half_cpu.h"
@@ -102,6 +104,16 @@ std::vector<std::vector<int64_t>> rows_by_map(const T* rois, int64_t R, const Mu
     else
       rows[idx[r]].push_back(r);
   }
+  // Each level's rois by (image, top edge), ties in roi order: consecutive rois then read
+  // (and in the backward, write) nearby rows of the level's channel blocks, which stay in
+  // L2 instead of being fetched again for every roi (P2 of an 800x1216 image: 15 MB a
+  // block). The order is fixed by the rois alone, so results stay thread-count independent.
+  auto key = [&](int64_t r) {
+    const double b = static_cast<double>(rois[r * 5]), y = static_cast<double>(rois[r * 5 + 2]);
+    return std::make_pair(b == b ? b : HUGE_VAL, y == y ? y : HUGE_VAL);
+  };
+  for (auto& l : rows)
+    std::stable_sort(l.begin(), l.end(), [&](int64_t a, int64_t b) { return key(a) < key(b); });
   return rows;
 }
 
@@ -109,6 +121,24 @@ RoiAlignParams level_params(const MultiLevelParams& mp, size_t k) {
   RoiAlignParams p = mp.p;
   p.spatial_scale = mp.spatial_scales[k];
   return p;
+}
+
+template <typename T>
+std::vector<roi_align_detail::Level<T>> levels_of(const std::vector<std::vector<int64_t>>& rows,
+                                                  const std::vector<Shape>& shapes,
+                                                  const MultiLevelParams& mp) {
+  std::vector<roi_align_detail::Level<T>> levels(rows.size());
+  for (size_t k = 0; k < rows.size(); ++k) {
+    auto& L = levels[k];
+    L.rows = rows[k].data();
+    L.n = static_cast<int64_t>(rows[k].size());
+    L.N = shapes[k][0];
+    L.C = shapes[k][1];
+    L.H = shapes[k][2];
+    L.W = shapes[k][3];
+    L.p = level_params(mp, k);
+  }
+  return levels;
 }
 
 template <typename T>
@@ -121,13 +151,9 @@ void forward_impl(const T* rois, const std::vector<const void*>& features,
   std::vector<int64_t> none;
   const auto rows = rows_by_map(rois, R, mp, &none);
   for (int64_t r : none) std::memset(out + r * row, 0, sizeof(T) * row);
-  for (size_t k = 0; k < rows.size(); ++k) {
-    if (rows[k].empty()) continue;
-    const Shape& s = shapes[k];
-    roi_align_detail::forward_rows<T>(static_cast<const T*>(features[k]), rois, rows[k].data(),
-                                      static_cast<int64_t>(rows[k].size()), out, s[0], s[1],
-                                      s[2], s[3], level_params(mp, k));
-  }
+  auto levels = levels_of<T>(rows, shapes, mp);
+  for (size_t k = 0; k < levels.size(); ++k) levels[k].data = static_cast<const T*>(features[k]);
+  roi_align_detail::forward_levels<T>(rois, levels, out);
 }
 
 template <typename T>
@@ -135,17 +161,9 @@ void backward_impl(const T* grad_out, const T* rois, const std::vector<void*>& g
                    const std::vector<Shape>& shapes, int64_t R, const MultiLevelParams& mp) {
   std::vector<int64_t> none;
   const auto rows = rows_by_map(rois, R, mp, &none);
-  for (size_t k = 0; k < rows.size(); ++k) {
-    const Shape& s = shapes[k];
-    T* g = static_cast<T*>(grads[k]);
-    if (rows[k].empty()) {
-      std::memset(g, 0, sizeof(T) * static_cast<size_t>(s[0] * s[1] * s[2] * s[3]));
-      continue;
-    }
-    roi_align_detail::backward_rows<T>(grad_out, rois, rows[k].data(),
-                                       static_cast<int64_t>(rows[k].size()), g, s[0], s[1],
-                                       s[2], s[3], level_params(mp, k));
-  }
+  auto levels = levels_of<T>(rows, shapes, mp);
+  for (size_t k = 0; k < levels.size(); ++k) levels[k].grad = static_cast<T*>(grads[k]);
+  roi_align_detail::backward_levels<T>(grad_out, rois, levels);
 }
 
 int64_t numel(const Shape& s) {
