@@ -154,30 +154,6 @@ void build_plan(const T* roi, int64_t N, int64_t H, int64_t W, const RoiAlignPar
   }
 }
 
-// Plans of the rois rows[0..R) (rows == nullptr: rois 0..R).
-template <typename T>
-std::vector<Plan<T>> build_plans(const T* rois, int64_t R, int64_t N, int64_t H, int64_t W,
-                                 const RoiAlignParams& p, const int64_t* rows = nullptr) {
-  std::vector<Plan<T>> plans(R);
-  const int nt = threads_for(R, 16);
-  // An exception must not leave an OpenMP region (std::terminate): a failed allocation is
-  // recorded and rethrown after it, so the front ends turn it into an error naming the op.
-  std::atomic<bool> failed{false};
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (nt > 1)
-  for (int64_t r = 0; r < R; ++r) {
-    if (failed.load(std::memory_order_relaxed)) continue;
-    try {
-      build_plan<T>(rois + (rows ? rows[r] : r) * 5, N, H, W, p, &plans[r]);
-    } catch (const std::bad_alloc&) {
-      failed.store(true);
-    }
-  }
-  if (failed.load())
-    throw Error("frcnn_roi_align: out of memory building the sampling plans of " +
-                std::to_string(R) + " rois");
-  return plans;
-}
-
 // dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols.
 template <typename T>
 void transpose_scalar(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst,
@@ -399,183 +375,49 @@ bool use_blocked(int64_t N, int64_t H, int64_t W, int64_t R, const RoiAlignParam
   return R * bins * 4 >= N * H * W;
 }
 
-// ---- Forward ------------------------------------------------------------------------------
-
-// Plan q writes output row rows[q] (rows == nullptr: row q), here and below; the gradient
-// of plan q is row rows[q] of grad_out.
-template <typename T>
-void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t N,
-                     int64_t C, int64_t HW, int64_t R, int64_t bins, const int64_t* rows) {
-  constexpr int K = Block<T>::value;
-  const int64_t ncb = ceil_div(C, K);
-  // 1. the feature map in channel blocks: blk[n][cb][pixel][0:K], zero padded
-  std::unique_ptr<T[]> blk(new T[static_cast<size_t>(N * ncb * HW * K)]);
-  // 2 MiB pages: a fresh 4 KiB-paged block costs more in page faults than the copy itself
-  // (P2 of an 800x1216 image, 62 MB: 54 -> 28 ms on one core)
-  advise_huge_pages(blk.get(), sizeof(T) * static_cast<size_t>(N * ncb * HW * K));
-  {
-    const int nt = threads_for(N * C * HW, 1 << 18);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < N * ncb; ++u) {
-      const int64_t n = u / ncb, cb = u % ncb;
-      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
-      T* dst = blk.get() + u * HW * K;
-      if (cw < K) std::fill(dst, dst + HW * K, T(0));
-      transpose(data + (n * C + c0) * HW, cw, HW, HW, dst, K);
-    }
-  }
-  // 2. (channel block, roi) units, channel block outermost: a thread keeps its block in cache
-  const int64_t work = plan_entries(plans) * C + R * C * bins;
-  const int nt = threads_for(work, kWorkPerThread);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
-    // dynamic: on a shared machine a descheduled thread must not hold up the others
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t u = 0; u < ncb * R; ++u) {
-      const int64_t cb = u / R, r = u % R;
-      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
-      const Plan<T>& pl = plans[r];
-      T* o = out + ((rows ? rows[r] : r) * C + c0) * bins;
-      if (pl.batch < 0) {
-        std::fill(o, o + cw * bins, T(0));
-        continue;
-      }
-      gather_block(blk.get() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
-      transpose_out(tile.get(), bins, cw, K, o, bins);
-    }
-    stream_fence();
-  }
-}
-
-template <typename T>
-void forward_direct(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t C,
-                    int64_t HW, int64_t R, int64_t C_out, int64_t bins, bool ps,
-                    const int64_t* rows) {
-  const int64_t work = plan_entries(plans) * C_out + R * C_out * bins;
-  const int nt = threads_for(work, kWorkPerThread);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t u = 0; u < R * C_out; ++u) {
-    const int64_t r = u / C_out, c = u % C_out;
-    const Plan<T>& pl = plans[r];
-    T* o = out + ((rows ? rows[r] : r) * C_out + c) * bins;
-    if (pl.batch < 0) {
-      std::fill(o, o + bins, T(0));
-      continue;
-    }
-    for (int64_t b = 0; b < bins; ++b) {
-      const int64_t ci = ps ? c * bins + b : c;
-      const T* plane = data + (pl.batch * C + ci) * HW;
-      T acc = T(0);
-      for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k) acc += pl.w[k] * plane[pl.off[k]];
-      o[b] = acc;
-    }
-  }
-}
+// ---- roi_align: one map ------------------------------------------------------------------
 
 template <typename T>
 void forward_impl(const T* data, const T* rois, T* out, int64_t N, int64_t C, int64_t H,
-                  int64_t W, int64_t R, const RoiAlignParams& p, const int64_t* rows = nullptr) {
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
-  const int64_t C_out = p.position_sensitive ? C / bins : C;
-  if (R == 0 || C_out == 0) return;
-  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p, rows);
-  if (use_blocked(N, H, W, R, p))
-    forward_blocked(data, plans, out, N, C, H * W, R, bins, rows);
-  else
-    forward_direct(data, plans, out, C, H * W, R, C_out, bins, p.position_sensitive, rows);
-}
-
-// ---- Backward -----------------------------------------------------------------------------
-
-template <typename T>
-void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
-                      int64_t N, int64_t C, int64_t HW, int64_t R, int64_t bins,
-                      const int64_t* rows) {
-  constexpr int K = Block<T>::value;
-  const int64_t ncb = ceil_div(C, K);
-  // rois of each image, in order
-  std::vector<std::vector<int64_t>> by_image(N);
-  for (int64_t r = 0; r < R; ++r)
-    if (plans[r].batch >= 0) by_image[plans[r].batch].push_back(r);
-  const int64_t work = plan_entries(plans) * C + R * C * bins + N * C * HW;
-  const int nt = threads_for(work, kWorkPerThread);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    std::unique_ptr<T[]> acc(new T[static_cast<size_t>(HW * K)]);
-    advise_huge_pages(acc.get(), sizeof(T) * static_cast<size_t>(HW * K));
-    std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
-    // one (image, channel block) of grad_data per unit: disjoint, order fixed inside a unit,
-    // so the result does not depend on which thread takes it
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t u = 0; u < N * ncb; ++u) {
-      const int64_t n = u / ncb, cb = u % ncb;
-      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
-      std::fill(acc.get(), acc.get() + HW * K, T(0));
-      if (cw < K) std::fill(tile.get(), tile.get() + bins * K, T(0));
-      // rois in order; the next roi's gradient block is fetched while this one is scattered
-      const std::vector<int64_t>& rl = by_image[n];
-      for (size_t q = 0; q < rl.size(); ++q) {
-        const int64_t r = rl[q];
-        if (q + 1 < rl.size()) {
-          const int64_t rn = rows ? rows[rl[q + 1]] : rl[q + 1];
-          prefetch_block(grad_out + (rn * C + c0) * bins, cw * bins * int64_t(sizeof(T)));
-        }
-        transpose(grad_out + ((rows ? rows[r] : r) * C + c0) * bins, cw, bins, bins, tile.get(),
-                  K);
-        scatter_block(acc.get(), plans[r], bins, tile.get());
-      }
-      transpose(acc.get(), HW, cw, K, grad_data + (n * C + c0) * HW, HW);
-    }
-  }
-}
-
-template <typename T>
-void backward_direct(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
-                     int64_t N, int64_t C, int64_t HW, int64_t R, int64_t C_out, int64_t bins,
-                     bool ps, const int64_t* rows) {
-  const int64_t work = plan_entries(plans) * C_out + N * C * HW;
-  const int nt = threads_for(work, kWorkPerThread);
-  // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
-  // position sensitive) of every image: disjoint, rois in order
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t c = 0; c < C_out; ++c) {
-    const int64_t nin = ps ? bins : 1;
-    for (int64_t n = 0; n < N; ++n) {
-      T* g = grad_data + (n * C + c * nin) * HW;
-      std::fill(g, g + nin * HW, T(0));
-    }
-    for (int64_t r = 0; r < R; ++r) {
-      const Plan<T>& pl = plans[r];
-      if (pl.batch < 0) continue;
-      const T* go = grad_out + ((rows ? rows[r] : r) * C_out + c) * bins;
-      for (int64_t b = 0; b < bins; ++b) {
-        const int64_t ci = ps ? c * bins + b : c;
-        T* plane = grad_data + (pl.batch * C + ci) * HW;
-        const T gb = go[b];
-        for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k) plane[pl.off[k]] += pl.w[k] * gb;
-      }
-    }
-  }
+                  int64_t W, int64_t R, const RoiAlignParams& p) {
+  roi_align_detail::Level<T> L;
+  L.data = data;
+  L.n = R;
+  L.N = N;
+  L.C = C;
+  L.H = H;
+  L.W = W;
+  L.p = p;
+  roi_align_detail::forward_levels<T>(rois, {L}, out);
 }
 
 template <typename T>
 void backward_impl(const T* grad_out, const T* rois, T* grad_data, int64_t N, int64_t C,
-                   int64_t H, int64_t W, int64_t R, const RoiAlignParams& p,
-                   const int64_t* rows = nullptr) {
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
-  const int64_t C_out = p.position_sensitive ? C / bins : C;
-  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p, rows);
-  if (use_blocked(N, H, W, R, p))
-    backward_blocked(grad_out, plans, grad_data, N, C, H * W, R, bins, rows);
-  else
-    backward_direct(grad_out, plans, grad_data, N, C, H * W, R, C_out, bins,
-                    p.position_sensitive, rows);
+                   int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
+  roi_align_detail::Level<T> L;
+  L.grad = grad_data;
+  L.n = R;
+  L.N = N;
+  L.C = C;
+  L.H = H;
+  L.W = W;
+  L.p = p;
+  roi_align_detail::backward_levels<T>(grad_out, rois, {L});
 }
 
 }  // namespace
 
 namespace roi_align_detail {
+
+namespace {
+template <typename T>
+inline int64_t row_of(const Level<T>& L, int64_t q) { return L.rows ? L.rows[q] : q; }
+template <typename T>
+inline int64_t c_out_of(const Level<T>& L) {
+  return L.p.position_sensitive ? L.C / (static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w)
+                                : L.C;
+}
+}  // namespace
 
 // Several maps at once (multilevel_roi_align's levels), in one parallel region: the plans of
 // every level, then the channel-block copies of the blocked levels, then every (level, unit)
@@ -595,7 +437,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
   std::vector<std::pair<int, int64_t>> copies, units;
   for (size_t l = 0; l < nl; ++l) {
     const Level<T>& L = levels[l];
-    if (L.n == 0) continue;
+    if (L.n == 0 || c_out_of(L) == 0) continue;
     plans[l].resize(L.n);
     for (int64_t q = 0; q < L.n; ++q) items.emplace_back(static_cast<int>(l), q);
     const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
@@ -610,8 +452,8 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
       for (int64_t u = 0; u < ncb * L.n; ++u) units.emplace_back(static_cast<int>(l), u);
       work += L.N * L.C * HW / 4 + L.n * L.C * bins * 16;
     } else {
-      for (int64_t u = 0; u < L.n * L.C; ++u) units.emplace_back(static_cast<int>(l), u);
-      work += L.n * L.C * bins * 16;
+      for (int64_t u = 0; u < L.n * c_out_of(L); ++u) units.emplace_back(static_cast<int>(l), u);
+      work += L.n * c_out_of(L) * bins * 16;
     }
   }
   if (items.empty()) return;
@@ -625,7 +467,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
       const Level<T>& L = levels[items[t].first];
       const int64_t q = items[t].second;
       try {
-        build_plan<T>(rois + L.rows[q] * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
+        build_plan<T>(rois + row_of(L, q) * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
       } catch (const std::bad_alloc&) {
         failed.store(true);
       }
@@ -654,7 +496,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
           const int64_t cb = u / L.n, q = u % L.n;
           const int64_t c0 = cb * K, cw = std::min<int64_t>(K, L.C - c0);
           const Plan<T>& pl = plans[l][q];
-          T* o = out + (L.rows[q] * L.C + c0) * bins;
+          T* o = out + (row_of(L, q) * L.C + c0) * bins;
           if (pl.batch < 0) {
             std::fill(o, o + cw * bins, T(0));
             continue;
@@ -662,15 +504,16 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
           gather_block(blks[l].get() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
           transpose_out(tile.get(), bins, cw, K, o, bins);
         } else {
-          const int64_t q = u / L.C, c = u % L.C;
+          const int64_t C_out = c_out_of(L), q = u / C_out, c = u % C_out;
+          const bool ps = L.p.position_sensitive;
           const Plan<T>& pl = plans[l][q];
-          T* o = out + (L.rows[q] * L.C + c) * bins;
+          T* o = out + (row_of(L, q) * C_out + c) * bins;
           if (pl.batch < 0) {
             std::fill(o, o + bins, T(0));
             continue;
           }
-          const T* plane = L.data + (pl.batch * L.C + c) * HW;
           for (int64_t b = 0; b < bins; ++b) {
+            const T* plane = L.data + (pl.batch * L.C + (ps ? c * bins + b : c)) * HW;
             T acc = T(0);
             for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k)
               acc += pl.w[k] * plane[pl.off[k]];
@@ -709,7 +552,7 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
       max_hw = std::max(max_hw, HW);
       for (int64_t u = 0; u < L.N * ncb; ++u) units.emplace_back(static_cast<int>(l), u);
     } else {
-      for (int64_t c = 0; c < L.C; ++c) units.emplace_back(static_cast<int>(l), c);
+      for (int64_t c = 0; c < c_out_of(L); ++c) units.emplace_back(static_cast<int>(l), c);
     }
     work += L.N * L.C * HW + L.n * L.C * bins * 16;
   }
@@ -727,7 +570,7 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
       const Level<T>& L = levels[items[t].first];
       const int64_t q = items[t].second;
       try {
-        build_plan<T>(rois + L.rows[q] * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
+        build_plan<T>(rois + row_of(L, q) * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
       } catch (const std::bad_alloc&) {
         failed.store(true);
       }
@@ -763,24 +606,29 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
           for (size_t k = 0; k < rl.size(); ++k) {
             const int64_t q = rl[k];
             if (k + 1 < rl.size())
-              prefetch_block(grad_out + (L.rows[rl[k + 1]] * L.C + c0) * bins,
+              prefetch_block(grad_out + (row_of(L, rl[k + 1]) * L.C + c0) * bins,
                              cw * bins * int64_t(sizeof(T)));
-            transpose(grad_out + (L.rows[q] * L.C + c0) * bins, cw, bins, bins, tile.get(), K);
+            transpose(grad_out + (row_of(L, q) * L.C + c0) * bins, cw, bins, bins, tile.get(),
+                      K);
             scatter_block(acc.get(), plans[l][q], bins, tile.get());
           }
           transpose(acc.get(), HW, cw, K, L.grad + (n * L.C + c0) * HW, HW);
         } else {
-          const int64_t c = units[t].second;
+          // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
+          // position sensitive) of every image: disjoint, rois in order
+          const int64_t c = units[t].second, C_out = c_out_of(L);
+          const bool ps = L.p.position_sensitive;
+          const int64_t nin = ps ? bins : 1;
           for (int64_t n = 0; n < L.N; ++n) {
-            T* g = L.grad + (n * L.C + c) * HW;
-            std::fill(g, g + HW, T(0));
+            T* g = L.grad + (n * L.C + c * nin) * HW;
+            std::fill(g, g + nin * HW, T(0));
           }
           for (int64_t q = 0; q < L.n; ++q) {
             const Plan<T>& pl = plans[l][q];
             if (pl.batch < 0) continue;
-            const T* go = grad_out + (L.rows[q] * L.C + c) * bins;
-            T* plane = L.grad + (pl.batch * L.C + c) * HW;
+            const T* go = grad_out + (row_of(L, q) * C_out + c) * bins;
             for (int64_t b = 0; b < bins; ++b) {
+              T* plane = L.grad + (pl.batch * L.C + (ps ? c * bins + b : c)) * HW;
               const T gb = go[b];
               for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k)
                 plane[pl.off[k]] += pl.w[k] * gb;
