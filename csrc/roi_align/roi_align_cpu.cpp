@@ -202,8 +202,62 @@ inline void transpose_f32(const float* src, int64_t rows, int64_t cols, int64_t 
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// 8 x 8 blocks with AVX (runtime-checked), the 4 x 4 SSE code for the edges: the channel-block
+// copy of a large map (FPN's P2, 62 MB) is bound by this loop.
+__attribute__((target("avx"))) void transpose_f32_avx(const float* src, int64_t rows,
+                                                        int64_t cols, int64_t lds, float* dst,
+                                                        int64_t ldd) {
+  const int64_t r8 = rows & ~int64_t(7), c8 = cols & ~int64_t(7);
+  // Few source rows (a channel block into pixel rows of 64 channels): all rows per 8 columns,
+  // so each destination row is written whole at once. Many rows (an accumulator back into
+  // channel planes): 16 x 16 tiles, whole cache lines on both sides. (P2's channel-block copy:
+  // 28 -> ~18 ms on one core with the first order, ~32 ms with the second.)
+  const int64_t tr = rows <= 64 ? r8 : 16, tc = rows <= 64 ? 8 : 16;
+  for (int64_t r0 = 0; r0 < r8; r0 += tr)
+  for (int64_t c0 = 0; c0 < c8; c0 += tc)
+  for (int64_t c = c0; c < std::min(c0 + tc, c8); c += 8) {
+    for (int64_t r = r0; r < std::min(r0 + tr, r8); r += 8) {
+      const float* s = src + r * lds + c;
+      __m256 t0 = _mm256_loadu_ps(s), t1 = _mm256_loadu_ps(s + lds),
+             t2 = _mm256_loadu_ps(s + 2 * lds), t3 = _mm256_loadu_ps(s + 3 * lds),
+             t4 = _mm256_loadu_ps(s + 4 * lds), t5 = _mm256_loadu_ps(s + 5 * lds),
+             t6 = _mm256_loadu_ps(s + 6 * lds), t7 = _mm256_loadu_ps(s + 7 * lds);
+      __m256 u0 = _mm256_unpacklo_ps(t0, t1), u1 = _mm256_unpackhi_ps(t0, t1),
+             u2 = _mm256_unpacklo_ps(t2, t3), u3 = _mm256_unpackhi_ps(t2, t3),
+             u4 = _mm256_unpacklo_ps(t4, t5), u5 = _mm256_unpackhi_ps(t4, t5),
+             u6 = _mm256_unpacklo_ps(t6, t7), u7 = _mm256_unpackhi_ps(t6, t7);
+      __m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xEE),
+             v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xEE),
+             v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xEE),
+             v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xEE);
+      float* d = dst + c * ldd + r;
+      _mm256_storeu_ps(d, _mm256_permute2f128_ps(v0, v4, 0x20));
+      _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(v1, v5, 0x20));
+      _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(v2, v6, 0x20));
+      _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(v3, v7, 0x20));
+      _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(v0, v4, 0x31));
+      _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(v1, v5, 0x31));
+      _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(v2, v6, 0x31));
+      _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(v3, v7, 0x31));
+    }
+  }
+  // edges: the rows past r8 of the first c8 columns, then the columns past c8
+  if (r8 < rows) transpose_f32(src + r8 * lds, rows - r8, c8, lds, dst + r8, ldd);
+  if (c8 < cols) transpose_f32(src + c8, rows, cols - c8, lds, dst + c8 * ldd, ldd);
+}
+
+inline bool have_avx() {
+  static const bool yes = __builtin_cpu_supports("avx");
+  return yes;
+}
+#endif
+
 inline void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
                       int64_t ldd) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (rows >= 8 && cols >= 8 && have_avx()) return transpose_f32_avx(src, rows, cols, lds, dst, ldd);
+#endif
   transpose_f32(src, rows, cols, lds, dst, ldd);
 }
 
