@@ -414,13 +414,6 @@ inline void prefetch_block(const void* p, int64_t bytes) {
 // Work below which one thread is enough (multiply-adds).
 constexpr int64_t kWorkPerThread = 1 << 16;
 
-template <typename T>
-int64_t plan_entries(const std::vector<Plan<T>>& plans) {
-  int64_t n = 0;
-  for (const auto& pl : plans) n += static_cast<int64_t>(pl.off.size());
-  return n;
-}
-
 // The blocked layout pays for its copy of the feature map when the rois read much more
 // than the map holds.
 bool use_blocked(int64_t N, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
