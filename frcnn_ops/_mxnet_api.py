@@ -19,6 +19,8 @@ and parameters). Inputs computed inside the graph get a gradient buffer that the
 import inspect
 
 # op -> (input names, attributes in the twin's positional order with their defaults).
+# An input name "*name" (last) takes every remaining positional input (name[0], name[1], ...);
+# the attributes of such an op are keyword-only.
 # The twins: contrib.box_decode, GluonCV BBoxClipToImage (inputs only), GluonCV RPNProposal +
 # box_nms (ours), contrib.box_nms, contrib.ROIAlign (+ our `deterministic` last).
 SIGNATURES = {
@@ -39,13 +41,87 @@ SIGNATURES = {
                         (("pooled_size", None), ("spatial_scale", None), ("sample_ratio", -1),
                          ("position_sensitive", False), ("aligned", False),
                          ("deterministic", False))),
+    # no contrib twin: GluonCV's _pyramid_roi_feats defaults; spatial_scales defaults to
+    # 2 ** -(min_level + i), one per feature map
+    "frcnn_multilevel_roi_align": (("rois", "*features"),
+                                   (("pooled_size", None), ("spatial_scales", None),
+                                    ("sample_ratio", 2), ("min_level", 2), ("max_level", 5),
+                                    ("canonical_scale", 224.0), ("canonical_level", 4),
+                                    ("eps", 1e-6), ("aligned", False),
+                                    ("deterministic", False))),
 }
 
 _PASS_THROUGH = {"ndarray": ("out", "name"), "symbol": ("name", "attr", "out")}
 
 
+def _variadic(op):
+    inputs = SIGNATURES[op][0]
+    return inputs[-1][1:] if inputs and inputs[-1].startswith("*") else None
+
+
+def _input_names(op, n):
+    """Names of n inputs (a variadic input's as name[i])."""
+    inputs, var = SIGNATURES[op][0], _variadic(op)
+    if var is None:
+        return list(inputs)
+    fixed = list(inputs[:-1])
+    return fixed + ["%s[%d]" % (var, i) for i in range(n - len(fixed))]
+
+
+def _bind_variadic(op, kind, args, kwargs):
+    """_bind for an op whose last input is variadic: attributes by keyword only."""
+    inputs = SIGNATURES[op][0]
+    fixed, var = list(inputs[:-1]), inputs[-1][1:]
+    args = list(args)
+    given = dict(zip(fixed, args))
+    rest = args[len(fixed):]
+    extra, attr_kw = {}, {}
+    for key, value in kwargs.items():
+        if key in given:
+            raise TypeError("%s: got multiple values for argument '%s'" % (op, key))
+        if key in fixed:
+            given[key] = value
+        elif key == var:
+            if rest:
+                raise TypeError("%s: got %s both by position and by keyword" % (op, var))
+            if not isinstance(value, (list, tuple)):
+                raise TypeError("%s: %s must be a list or tuple, got %s" % (
+                    op, var, type(value).__name__))
+            rest = list(value)
+        elif key in _PASS_THROUGH[kind]:
+            extra[key] = value
+        else:  # attributes, and unknown names (refused by the op, naming them)
+            attr_kw[key] = value
+    attr_kw = {k: v for k, v in attr_kw.items() if v is not None}
+    if op == "frcnn_multilevel_roi_align":
+        _check_scales(op, attr_kw, len(rest))
+    return [given.get(name) for name in fixed] + rest, attr_kw, extra
+
+
+def _check_scales(op, attr_kw, n):
+    """spatial_scales: one per feature map (default 2 ** -(min_level + i))."""
+    if n == 0:
+        raise TypeError("%s: needs at least one feature map after rois" % op)
+    scales = attr_kw.get("spatial_scales")
+    if scales is None:
+        lo = int(attr_kw.get("min_level", 2))
+        attr_kw["spatial_scales"] = tuple(2.0 ** -(lo + i) for i in range(n))
+        return
+    if isinstance(scales, str):
+        return  # the op parses and checks it
+    try:
+        m = len(scales)
+    except TypeError:
+        m = 1
+    if m != n:
+        raise ValueError("%s: got %d feature maps but spatial_scales has %d values (one per "
+                         "feature map)" % (op, n, m))
+
+
 def _bind(op, kind, args, kwargs):
     """(inputs, attributes, pass-through keywords) of one call, in the twin's conventions."""
+    if _variadic(op) is not None:
+        return _bind_variadic(op, kind, args, kwargs)
     inputs, attrs = SIGNATURES[op]
     attr_names = [a for a, _ in attrs]
     order = list(inputs) + attr_names
@@ -70,11 +146,10 @@ def _bind(op, kind, args, kwargs):
 
 def _nd_wrapper(mx, op, generated):
     nd_type = mx.nd.NDArray
-    inputs = SIGNATURES[op][0]
 
     def call(*args, **kwargs):
         values, attrs, extra = _bind(op, "ndarray", args, kwargs)
-        for name, x in zip(inputs, values):
+        for name, x in zip(_input_names(op, len(values)), values):
             if x is None:
                 raise TypeError("%s: missing input '%s'" % (op, name))
             if not isinstance(x, nd_type):
@@ -91,11 +166,11 @@ def _nd_wrapper(mx, op, generated):
 
 def _sym_wrapper(mx, op, generated):
     sym_type = mx.sym.Symbol
-    inputs = SIGNATURES[op][0]
     hint = op.lower()
 
     def call(*args, **kwargs):
         values, attrs, extra = _bind(op, "symbol", args, kwargs)
+        inputs = [n.replace("[", "").replace("]", "") for n in _input_names(op, len(values))]
         name = mx.name.NameManager.current.get(extra.pop("name", None), hint)
         for i, (inp, x) in enumerate(zip(inputs, values)):
             if x is None:  # as the contrib ops: a variable named after the op and the input
@@ -114,6 +189,13 @@ def _sym_wrapper(mx, op, generated):
 def _signature(op, kind):
     inputs, attrs = SIGNATURES[op]
     P = inspect.Parameter
+    var = _variadic(op)
+    if var is not None:
+        params = [P(n, P.POSITIONAL_OR_KEYWORD, default=None) for n in inputs[:-1]]
+        params += [P(var, P.VAR_POSITIONAL)]
+        params += [P(n, P.KEYWORD_ONLY, default=d) for n, d in attrs]
+        params += [P(n, P.KEYWORD_ONLY, default=None) for n in _PASS_THROUGH[kind]]
+        return inspect.Signature(params)
     params = [P(n, P.POSITIONAL_OR_KEYWORD, default=None) for n in inputs]
     params += [P(n, P.POSITIONAL_OR_KEYWORD, default=d) for n, d in attrs]
     params += [P(n, P.KEYWORD_ONLY, default=None) for n in _PASS_THROUGH[kind]]
@@ -142,6 +224,13 @@ def _doc(op, kind):
     import frcnn_ops
     python_name = op[len("frcnn_"):]
     inputs, attrs = SIGNATURES[op]
+    if _variadic(op) is not None:
+        head = ("%s(%s, *%s, %s): the frcnn_ops op as an MXNet %s function. Inputs by position "
+                "(the feature maps after rois); attributes by name. See frcnn_ops.%s for the "
+                "semantics.\n\n" % (op, ", ".join(inputs[:-1]), _variadic(op),
+                                    ", ".join(a for a, _ in attrs),
+                                    "NDArray" if kind == "ndarray" else "Symbol", python_name))
+        return head + (getattr(frcnn_ops, python_name).__doc__ or "")
     head = ("%s(%s): the frcnn_ops op as an MXNet %s function. Inputs by position or by name "
             "(%s); attributes by name or by position in this order: %s. See "
             "frcnn_ops.%s for the semantics.\n\n" % (

@@ -19,6 +19,10 @@ const std::string* AttrReader::find(const char* key) {
 }
 
 float AttrReader::get_float(const char* key, float def) {
+  return static_cast<float>(get_double(key, def));
+}
+
+double AttrReader::get_double(const char* key, double def) {
   const std::string* v = find(key);
   if (v == nullptr) return def;
   errno = 0;
@@ -27,7 +31,7 @@ float AttrReader::get_float(const char* key, float def) {
   while (end && std::isspace(static_cast<unsigned char>(*end))) ++end;
   if (end == v->c_str() || *end != '\0' || errno == ERANGE)
     throw InputError(std::string("attribute ") + key + " must be a number, got '" + *v + "'");
-  return static_cast<float>(x);
+  return x;
 }
 
 int AttrReader::get_int(const char* key, int def) {
@@ -97,6 +101,38 @@ std::vector<int> AttrReader::get_int_tuple(const char* key, size_t n,
   if (out.size() != n)
     throw InputError(std::string("attribute ") + key + " must have " + std::to_string(n) +
                      " values, got '" + *v + "'");
+  return out;
+}
+
+std::vector<float> AttrReader::get_float_tuple(const char* key, const std::vector<float>* def) {
+  const std::string* v = find(key);
+  if (v == nullptr) {
+    if (def == nullptr) throw InputError(std::string("attribute ") + key + " is required");
+    return *def;
+  }
+  std::vector<float> out;
+  std::string cur;
+  auto flush = [&]() {
+    if (cur.empty()) return;
+    errno = 0;
+    char* end = nullptr;
+    const double x = std::strtod(cur.c_str(), &end);
+    if (*end != '\0' || errno == ERANGE)
+      throw InputError(std::string("attribute ") + key + " must be numbers, got '" + *v + "'");
+    out.push_back(static_cast<float>(x));
+    cur.clear();
+  };
+  for (char c : *v) {
+    if (c == '(' || c == ')' || c == '[' || c == ']' || c == ',' ||
+        std::isspace(static_cast<unsigned char>(c)))
+      flush();
+    else
+      cur += c;
+  }
+  flush();
+  if (out.empty())
+    throw InputError(std::string("attribute ") + key + " must have at least one value, got '" +
+                     *v + "'");
   return out;
 }
 

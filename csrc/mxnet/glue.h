@@ -32,12 +32,15 @@ class AttrReader {
  public:
   AttrReader(const char* op, const Attrs& attrs) : op_(op), attrs_(attrs) {}
   float get_float(const char* key, float def);
+  double get_double(const char* key, double def);
   int get_int(const char* key, int def);
   bool get_bool(const char* key, bool def);
   std::string get_choice(const char* key, const std::string& def,
                          const std::vector<std::string>& choices);
   // "(14, 14)", "[14,14]", "14" -> {14, 14} (a single value is repeated n times).
   std::vector<int> get_int_tuple(const char* key, size_t n, const std::vector<int>* def);
+  // "(0.25, 0.125)", "[0.25]", "0.25" -> any number of floats (at least one).
+  std::vector<float> get_float_tuple(const char* key, const std::vector<float>* def);
   // Refuses any attribute that was not read (names starting with "__" are MXNet's own).
   void finish() const;
 

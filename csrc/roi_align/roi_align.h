@@ -47,4 +47,26 @@ void roi_align_backward_cuda(DType dt, const void* grad_out, const void* rois, v
                              int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
                              const RoiAlignParams& p, bool deterministic, void* stream);
 
+// The CPU kernels over several maps at once (multilevel_roi_align's levels, not position
+// sensitive): level l pools rois rows[0..n) of `rois` from its map (N, C, H, W) at params p
+// into those rows of out (R rows; the others untouched). The backward reads the same rows of
+// grad_out and overwrites every level's grad (zeros where no roi reads, all zeros for n = 0);
+// deterministic, bitwise the same for any thread count. No ActiveCall of their own (the
+// caller holds one).
+namespace roi_align_detail {
+template <typename T>
+struct Level {
+  const T* data = nullptr;   // forward
+  T* grad = nullptr;         // backward
+  const int64_t* rows = nullptr;
+  int64_t n = 0;
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  RoiAlignParams p;
+};
+template <typename T>
+void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out);
+template <typename T>
+void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T>>& levels);
+}  // namespace roi_align_detail
+
 }  // namespace frcnn

@@ -31,6 +31,7 @@
 
 #include "common/checks.h"
 #include "common/half_cpu.h"
+#include "common/hugepages.h"
 #include "common/parallel.h"
 #include "roi_align/roi_align.h"
 
@@ -153,29 +154,6 @@ void build_plan(const T* roi, int64_t N, int64_t H, int64_t W, const RoiAlignPar
   }
 }
 
-template <typename T>
-std::vector<Plan<T>> build_plans(const T* rois, int64_t R, int64_t N, int64_t H, int64_t W,
-                                 const RoiAlignParams& p) {
-  std::vector<Plan<T>> plans(R);
-  const int nt = threads_for(R, 16);
-  // An exception must not leave an OpenMP region (std::terminate): a failed allocation is
-  // recorded and rethrown after it, so the front ends turn it into an error naming the op.
-  std::atomic<bool> failed{false};
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (nt > 1)
-  for (int64_t r = 0; r < R; ++r) {
-    if (failed.load(std::memory_order_relaxed)) continue;
-    try {
-      build_plan<T>(rois + r * 5, N, H, W, p, &plans[r]);
-    } catch (const std::bad_alloc&) {
-      failed.store(true);
-    }
-  }
-  if (failed.load())
-    throw Error("frcnn_roi_align: out of memory building the sampling plans of " +
-                std::to_string(R) + " rois");
-  return plans;
-}
-
 // dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols.
 template <typename T>
 void transpose_scalar(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst,
@@ -224,8 +202,62 @@ inline void transpose_f32(const float* src, int64_t rows, int64_t cols, int64_t 
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// 8 x 8 blocks with AVX (runtime-checked), the 4 x 4 SSE code for the edges: the channel-block
+// copy of a large map (FPN's P2, 62 MB) is bound by this loop.
+__attribute__((target("avx"))) void transpose_f32_avx(const float* src, int64_t rows,
+                                                        int64_t cols, int64_t lds, float* dst,
+                                                        int64_t ldd) {
+  const int64_t r8 = rows & ~int64_t(7), c8 = cols & ~int64_t(7);
+  // Few source rows (a channel block into pixel rows of 64 channels): all rows per 8 columns,
+  // so each destination row is written whole at once. Many rows (an accumulator back into
+  // channel planes): 16 x 16 tiles, whole cache lines on both sides. (P2's channel-block copy:
+  // 28 -> ~18 ms on one core with the first order, ~32 ms with the second.)
+  const int64_t tr = rows <= 64 ? r8 : 16, tc = rows <= 64 ? 8 : 16;
+  for (int64_t r0 = 0; r0 < r8; r0 += tr)
+  for (int64_t c0 = 0; c0 < c8; c0 += tc)
+  for (int64_t c = c0; c < std::min(c0 + tc, c8); c += 8) {
+    for (int64_t r = r0; r < std::min(r0 + tr, r8); r += 8) {
+      const float* s = src + r * lds + c;
+      __m256 t0 = _mm256_loadu_ps(s), t1 = _mm256_loadu_ps(s + lds),
+             t2 = _mm256_loadu_ps(s + 2 * lds), t3 = _mm256_loadu_ps(s + 3 * lds),
+             t4 = _mm256_loadu_ps(s + 4 * lds), t5 = _mm256_loadu_ps(s + 5 * lds),
+             t6 = _mm256_loadu_ps(s + 6 * lds), t7 = _mm256_loadu_ps(s + 7 * lds);
+      __m256 u0 = _mm256_unpacklo_ps(t0, t1), u1 = _mm256_unpackhi_ps(t0, t1),
+             u2 = _mm256_unpacklo_ps(t2, t3), u3 = _mm256_unpackhi_ps(t2, t3),
+             u4 = _mm256_unpacklo_ps(t4, t5), u5 = _mm256_unpackhi_ps(t4, t5),
+             u6 = _mm256_unpacklo_ps(t6, t7), u7 = _mm256_unpackhi_ps(t6, t7);
+      __m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xEE),
+             v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xEE),
+             v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xEE),
+             v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xEE);
+      float* d = dst + c * ldd + r;
+      _mm256_storeu_ps(d, _mm256_permute2f128_ps(v0, v4, 0x20));
+      _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(v1, v5, 0x20));
+      _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(v2, v6, 0x20));
+      _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(v3, v7, 0x20));
+      _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(v0, v4, 0x31));
+      _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(v1, v5, 0x31));
+      _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(v2, v6, 0x31));
+      _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(v3, v7, 0x31));
+    }
+  }
+  // edges: the rows past r8 of the first c8 columns, then the columns past c8
+  if (r8 < rows) transpose_f32(src + r8 * lds, rows - r8, c8, lds, dst + r8, ldd);
+  if (c8 < cols) transpose_f32(src + c8, rows, cols - c8, lds, dst + c8 * ldd, ldd);
+}
+
+inline bool have_avx() {
+  static const bool yes = __builtin_cpu_supports("avx");
+  return yes;
+}
+#endif
+
 inline void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
                       int64_t ldd) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (rows >= 8 && cols >= 8 && have_avx()) return transpose_f32_avx(src, rows, cols, lds, dst, ldd);
+#endif
   transpose_f32(src, rows, cols, lds, dst, ldd);
 }
 
@@ -382,13 +414,6 @@ inline void prefetch_block(const void* p, int64_t bytes) {
 // Work below which one thread is enough (multiply-adds).
 constexpr int64_t kWorkPerThread = 1 << 16;
 
-template <typename T>
-int64_t plan_entries(const std::vector<Plan<T>>& plans) {
-  int64_t n = 0;
-  for (const auto& pl : plans) n += static_cast<int64_t>(pl.off.size());
-  return n;
-}
-
 // The blocked layout pays for its copy of the feature map when the rois read much more
 // than the map holds.
 bool use_blocked(int64_t N, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
@@ -397,169 +422,282 @@ bool use_blocked(int64_t N, int64_t H, int64_t W, int64_t R, const RoiAlignParam
   return R * bins * 4 >= N * H * W;
 }
 
-// ---- Forward ------------------------------------------------------------------------------
-
-template <typename T>
-void forward_blocked(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t N,
-                     int64_t C, int64_t HW, int64_t R, int64_t bins) {
-  constexpr int K = Block<T>::value;
-  const int64_t ncb = ceil_div(C, K);
-  // 1. the feature map in channel blocks: blk[n][cb][pixel][0:K], zero padded
-  std::unique_ptr<T[]> blk(new T[static_cast<size_t>(N * ncb * HW * K)]);
-  {
-    const int nt = threads_for(N * C * HW, 1 << 18);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < N * ncb; ++u) {
-      const int64_t n = u / ncb, cb = u % ncb;
-      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
-      T* dst = blk.get() + u * HW * K;
-      if (cw < K) std::fill(dst, dst + HW * K, T(0));
-      transpose(data + (n * C + c0) * HW, cw, HW, HW, dst, K);
-    }
-  }
-  // 2. (channel block, roi) units, channel block outermost: a thread keeps its block in cache
-  const int64_t work = plan_entries(plans) * C + R * C * bins;
-  const int nt = threads_for(work, kWorkPerThread);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
-    // dynamic: on a shared machine a descheduled thread must not hold up the others
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t u = 0; u < ncb * R; ++u) {
-      const int64_t cb = u / R, r = u % R;
-      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
-      const Plan<T>& pl = plans[r];
-      T* o = out + (r * C + c0) * bins;
-      if (pl.batch < 0) {
-        std::fill(o, o + cw * bins, T(0));
-        continue;
-      }
-      gather_block(blk.get() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
-      transpose_out(tile.get(), bins, cw, K, o, bins);
-    }
-    stream_fence();
-  }
-}
-
-template <typename T>
-void forward_direct(const T* data, const std::vector<Plan<T>>& plans, T* out, int64_t C,
-                    int64_t HW, int64_t R, int64_t C_out, int64_t bins, bool ps) {
-  const int64_t work = plan_entries(plans) * C_out + R * C_out * bins;
-  const int nt = threads_for(work, kWorkPerThread);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t u = 0; u < R * C_out; ++u) {
-    const int64_t r = u / C_out, c = u % C_out;
-    const Plan<T>& pl = plans[r];
-    T* o = out + u * bins;
-    if (pl.batch < 0) {
-      std::fill(o, o + bins, T(0));
-      continue;
-    }
-    for (int64_t b = 0; b < bins; ++b) {
-      const int64_t ci = ps ? c * bins + b : c;
-      const T* plane = data + (pl.batch * C + ci) * HW;
-      T acc = T(0);
-      for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k) acc += pl.w[k] * plane[pl.off[k]];
-      o[b] = acc;
-    }
-  }
-}
+// ---- roi_align: one map ------------------------------------------------------------------
 
 template <typename T>
 void forward_impl(const T* data, const T* rois, T* out, int64_t N, int64_t C, int64_t H,
                   int64_t W, int64_t R, const RoiAlignParams& p) {
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
-  const int64_t C_out = p.position_sensitive ? C / bins : C;
-  if (R == 0 || C_out == 0) return;
-  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p);
-  if (use_blocked(N, H, W, R, p))
-    forward_blocked(data, plans, out, N, C, H * W, R, bins);
-  else
-    forward_direct(data, plans, out, C, H * W, R, C_out, bins, p.position_sensitive);
-}
-
-// ---- Backward -----------------------------------------------------------------------------
-
-template <typename T>
-void backward_blocked(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
-                      int64_t N, int64_t C, int64_t HW, int64_t R, int64_t bins) {
-  constexpr int K = Block<T>::value;
-  const int64_t ncb = ceil_div(C, K);
-  // rois of each image, in order
-  std::vector<std::vector<int64_t>> by_image(N);
-  for (int64_t r = 0; r < R; ++r)
-    if (plans[r].batch >= 0) by_image[plans[r].batch].push_back(r);
-  const int64_t work = plan_entries(plans) * C + R * C * bins + N * C * HW;
-  const int nt = threads_for(work, kWorkPerThread);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    std::unique_ptr<T[]> acc(new T[static_cast<size_t>(HW * K)]);
-    std::unique_ptr<T[]> tile(new T[static_cast<size_t>(bins * K)]);
-    // one (image, channel block) of grad_data per unit: disjoint, order fixed inside a unit,
-    // so the result does not depend on which thread takes it
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t u = 0; u < N * ncb; ++u) {
-      const int64_t n = u / ncb, cb = u % ncb;
-      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, C - c0);
-      std::fill(acc.get(), acc.get() + HW * K, T(0));
-      if (cw < K) std::fill(tile.get(), tile.get() + bins * K, T(0));
-      // rois in order; the next roi's gradient block is fetched while this one is scattered
-      const std::vector<int64_t>& rl = by_image[n];
-      for (size_t q = 0; q < rl.size(); ++q) {
-        const int64_t r = rl[q];
-        if (q + 1 < rl.size())
-          prefetch_block(grad_out + (rl[q + 1] * C + c0) * bins, cw * bins * int64_t(sizeof(T)));
-        transpose(grad_out + (r * C + c0) * bins, cw, bins, bins, tile.get(), K);
-        scatter_block(acc.get(), plans[r], bins, tile.get());
-      }
-      transpose(acc.get(), HW, cw, K, grad_data + (n * C + c0) * HW, HW);
-    }
-  }
-}
-
-template <typename T>
-void backward_direct(const T* grad_out, const std::vector<Plan<T>>& plans, T* grad_data,
-                     int64_t N, int64_t C, int64_t HW, int64_t R, int64_t C_out, int64_t bins,
-                     bool ps) {
-  const int64_t work = plan_entries(plans) * C_out + N * C * HW;
-  const int nt = threads_for(work, kWorkPerThread);
-  // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
-  // position sensitive) of every image: disjoint, rois in order
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t c = 0; c < C_out; ++c) {
-    const int64_t nin = ps ? bins : 1;
-    for (int64_t n = 0; n < N; ++n) {
-      T* g = grad_data + (n * C + c * nin) * HW;
-      std::fill(g, g + nin * HW, T(0));
-    }
-    for (int64_t r = 0; r < R; ++r) {
-      const Plan<T>& pl = plans[r];
-      if (pl.batch < 0) continue;
-      const T* go = grad_out + (r * C_out + c) * bins;
-      for (int64_t b = 0; b < bins; ++b) {
-        const int64_t ci = ps ? c * bins + b : c;
-        T* plane = grad_data + (pl.batch * C + ci) * HW;
-        const T gb = go[b];
-        for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k) plane[pl.off[k]] += pl.w[k] * gb;
-      }
-    }
-  }
+  roi_align_detail::Level<T> L;
+  L.data = data;
+  L.n = R;
+  L.N = N;
+  L.C = C;
+  L.H = H;
+  L.W = W;
+  L.p = p;
+  roi_align_detail::forward_levels<T>(rois, {L}, out);
 }
 
 template <typename T>
 void backward_impl(const T* grad_out, const T* rois, T* grad_data, int64_t N, int64_t C,
                    int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
-  const int64_t C_out = p.position_sensitive ? C / bins : C;
-  const std::vector<Plan<T>> plans = build_plans(rois, R, N, H, W, p);
-  if (use_blocked(N, H, W, R, p))
-    backward_blocked(grad_out, plans, grad_data, N, C, H * W, R, bins);
-  else
-    backward_direct(grad_out, plans, grad_data, N, C, H * W, R, C_out, bins,
-                    p.position_sensitive);
+  roi_align_detail::Level<T> L;
+  L.grad = grad_data;
+  L.n = R;
+  L.N = N;
+  L.C = C;
+  L.H = H;
+  L.W = W;
+  L.p = p;
+  roi_align_detail::backward_levels<T>(grad_out, rois, {L});
 }
 
 }  // namespace
+
+namespace roi_align_detail {
+
+namespace {
+template <typename T>
+inline int64_t row_of(const Level<T>& L, int64_t q) { return L.rows ? L.rows[q] : q; }
+template <typename T>
+inline int64_t c_out_of(const Level<T>& L) {
+  return L.p.position_sensitive ? L.C / (static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w)
+                                : L.C;
+}
+}  // namespace
+
+// Several maps at once (multilevel_roi_align's levels), in one parallel region: the plans of
+// every level, then the channel-block copies of the blocked levels, then every (level, unit)
+// of pooling, so that threads move between levels without a region start and end per level
+// (on a loaded machine each region end leaves OpenMP's workers spinning for milliseconds).
+// Levels with few rois per pixel take the direct kernel's units, as roi_align does.
+template <typename T>
+void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) {
+  const size_t nl = levels.size();
+  // plans: (level, roi) flattened
+  std::vector<std::vector<Plan<T>>> plans(nl);
+  std::vector<std::pair<int, int64_t>> items;
+  std::vector<char> blocked(nl, 0);
+  std::vector<std::unique_ptr<T[]>> blks(nl);
+  constexpr int K = Block<T>::value;
+  int64_t max_bins = 1, work = 0;
+  std::vector<std::pair<int, int64_t>> copies, units;
+  for (size_t l = 0; l < nl; ++l) {
+    const Level<T>& L = levels[l];
+    if (L.n == 0 || c_out_of(L) == 0) continue;
+    plans[l].resize(L.n);
+    for (int64_t q = 0; q < L.n; ++q) items.emplace_back(static_cast<int>(l), q);
+    const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
+    max_bins = std::max(max_bins, bins);
+    const int64_t HW = L.H * L.W, ncb = ceil_div(L.C, K);
+    blocked[l] = use_blocked(L.N, L.H, L.W, L.n, L.p) ? 1 : 0;
+    if (blocked[l]) {
+      const size_t elems = static_cast<size_t>(L.N * ncb * HW * K);
+      blks[l].reset(new T[elems]);
+      advise_huge_pages(blks[l].get(), sizeof(T) * elems);
+      for (int64_t u = 0; u < L.N * ncb; ++u) copies.emplace_back(static_cast<int>(l), u);
+      for (int64_t u = 0; u < ncb * L.n; ++u) units.emplace_back(static_cast<int>(l), u);
+      work += L.N * L.C * HW / 4 + L.n * L.C * bins * 16;
+    } else {
+      for (int64_t u = 0; u < L.n * c_out_of(L); ++u) units.emplace_back(static_cast<int>(l), u);
+      work += L.n * c_out_of(L) * bins * 16;
+    }
+  }
+  if (items.empty()) return;
+  const int nt = threads_for(work, kWorkPerThread);
+  std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t t = 0; t < static_cast<int64_t>(items.size()); ++t) {
+      if (failed.load(std::memory_order_relaxed)) continue;
+      const Level<T>& L = levels[items[t].first];
+      const int64_t q = items[t].second;
+      try {
+        build_plan<T>(rois + row_of(L, q) * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
+      } catch (const std::bad_alloc&) {
+        failed.store(true);
+      }
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < static_cast<int64_t>(copies.size()); ++t) {
+      const int l = copies[t].first;
+      const Level<T>& L = levels[l];
+      const int64_t HW = L.H * L.W, ncb = ceil_div(L.C, K), u = copies[t].second;
+      const int64_t n = u / ncb, cb = u % ncb;
+      const int64_t c0 = cb * K, cw = std::min<int64_t>(K, L.C - c0);
+      T* dst = blks[l].get() + u * HW * K;
+      if (cw < K) std::fill(dst, dst + HW * K, T(0));
+      transpose(L.data + (n * L.C + c0) * HW, cw, HW, HW, dst, K);
+    }
+    std::unique_ptr<T[]> tile(new T[static_cast<size_t>(max_bins * K)]);
+    if (!failed.load()) {
+#pragma omp for schedule(dynamic, 8)
+      for (int64_t t = 0; t < static_cast<int64_t>(units.size()); ++t) {
+        const int l = units[t].first;
+        const Level<T>& L = levels[l];
+        const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
+        const int64_t HW = L.H * L.W, u = units[t].second;
+        if (blocked[l]) {
+          const int64_t ncb = ceil_div(L.C, K);
+          const int64_t cb = u / L.n, q = u % L.n;
+          const int64_t c0 = cb * K, cw = std::min<int64_t>(K, L.C - c0);
+          const Plan<T>& pl = plans[l][q];
+          T* o = out + (row_of(L, q) * L.C + c0) * bins;
+          if (pl.batch < 0) {
+            std::fill(o, o + cw * bins, T(0));
+            continue;
+          }
+          gather_block(blks[l].get() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
+          transpose_out(tile.get(), bins, cw, K, o, bins);
+        } else {
+          const int64_t C_out = c_out_of(L), q = u / C_out, c = u % C_out;
+          const bool ps = L.p.position_sensitive;
+          const Plan<T>& pl = plans[l][q];
+          T* o = out + (row_of(L, q) * C_out + c) * bins;
+          if (pl.batch < 0) {
+            std::fill(o, o + bins, T(0));
+            continue;
+          }
+          for (int64_t b = 0; b < bins; ++b) {
+            const T* plane = L.data + (pl.batch * L.C + (ps ? c * bins + b : c)) * HW;
+            T acc = T(0);
+            for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k)
+              acc += pl.w[k] * plane[pl.off[k]];
+            o[b] = acc;
+          }
+        }
+      }
+    }
+    stream_fence();
+  }
+  if (failed.load())
+    throw Error("out of memory building the sampling plans of " +
+                std::to_string(items.size()) + " rois");
+}
+
+// The gradient of every level (overwritten) in one parallel region: plans, then one unit per
+// (level, image, channel block) of a blocked level or (level, channel) of a direct one; a
+// unit sums its rois in the level's order, so the result does not depend on the threads.
+template <typename T>
+void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T>>& levels) {
+  const size_t nl = levels.size();
+  std::vector<std::vector<Plan<T>>> plans(nl);
+  std::vector<std::pair<int, int64_t>> items, units;
+  std::vector<char> blocked(nl, 0);
+  constexpr int K = Block<T>::value;
+  int64_t max_bins = 1, max_hw = 1, work = 0;
+  for (size_t l = 0; l < nl; ++l) {
+    const Level<T>& L = levels[l];
+    plans[l].resize(L.n);
+    for (int64_t q = 0; q < L.n; ++q) items.emplace_back(static_cast<int>(l), q);
+    const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
+    const int64_t HW = L.H * L.W, ncb = ceil_div(L.C, K);
+    blocked[l] = L.n > 0 && use_blocked(L.N, L.H, L.W, L.n, L.p) ? 1 : 0;
+    if (blocked[l]) {
+      max_bins = std::max(max_bins, bins);
+      max_hw = std::max(max_hw, HW);
+      for (int64_t u = 0; u < L.N * ncb; ++u) units.emplace_back(static_cast<int>(l), u);
+    } else {
+      for (int64_t c = 0; c < c_out_of(L); ++c) units.emplace_back(static_cast<int>(l), c);
+    }
+    work += L.N * L.C * HW + L.n * L.C * bins * 16;
+  }
+  // rois of each (level, image), in the level's order
+  std::vector<std::vector<std::vector<int64_t>>> by_image(nl);
+  const int nt = threads_for(work, kWorkPerThread);
+  std::atomic<bool> failed{false};
+  bool any_blocked = false;
+  for (char b : blocked) any_blocked = any_blocked || b;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t t = 0; t < static_cast<int64_t>(items.size()); ++t) {
+      if (failed.load(std::memory_order_relaxed)) continue;
+      const Level<T>& L = levels[items[t].first];
+      const int64_t q = items[t].second;
+      try {
+        build_plan<T>(rois + row_of(L, q) * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
+      } catch (const std::bad_alloc&) {
+        failed.store(true);
+      }
+    }
+#pragma omp single
+    {
+      for (size_t l = 0; l < nl; ++l) {
+        by_image[l].assign(static_cast<size_t>(levels[l].N), {});
+        for (int64_t q = 0; q < levels[l].n; ++q)
+          if (plans[l][q].batch >= 0) by_image[l][plans[l][q].batch].push_back(q);
+      }
+    }  // implicit barrier
+    std::unique_ptr<T[]> acc, tile;
+    if (any_blocked) {
+      acc.reset(new T[static_cast<size_t>(max_hw * K)]);
+      advise_huge_pages(acc.get(), sizeof(T) * static_cast<size_t>(max_hw * K));
+      tile.reset(new T[static_cast<size_t>(max_bins * K)]);
+    }
+    if (!failed.load()) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < static_cast<int64_t>(units.size()); ++t) {
+        const int l = units[t].first;
+        const Level<T>& L = levels[l];
+        const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
+        const int64_t HW = L.H * L.W;
+        if (blocked[l]) {
+          const int64_t ncb = ceil_div(L.C, K), u = units[t].second;
+          const int64_t n = u / ncb, cb = u % ncb;
+          const int64_t c0 = cb * K, cw = std::min<int64_t>(K, L.C - c0);
+          std::fill(acc.get(), acc.get() + HW * K, T(0));
+          if (cw < K) std::fill(tile.get(), tile.get() + bins * K, T(0));
+          const std::vector<int64_t>& rl = by_image[l][n];
+          for (size_t k = 0; k < rl.size(); ++k) {
+            const int64_t q = rl[k];
+            if (k + 1 < rl.size())
+              prefetch_block(grad_out + (row_of(L, rl[k + 1]) * L.C + c0) * bins,
+                             cw * bins * int64_t(sizeof(T)));
+            transpose(grad_out + (row_of(L, q) * L.C + c0) * bins, cw, bins, bins, tile.get(),
+                      K);
+            scatter_block(acc.get(), plans[l][q], bins, tile.get());
+          }
+          transpose(acc.get(), HW, cw, K, L.grad + (n * L.C + c0) * HW, HW);
+        } else {
+          // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
+          // position sensitive) of every image: disjoint, rois in order
+          const int64_t c = units[t].second, C_out = c_out_of(L);
+          const bool ps = L.p.position_sensitive;
+          const int64_t nin = ps ? bins : 1;
+          for (int64_t n = 0; n < L.N; ++n) {
+            T* g = L.grad + (n * L.C + c * nin) * HW;
+            std::fill(g, g + nin * HW, T(0));
+          }
+          for (int64_t q = 0; q < L.n; ++q) {
+            const Plan<T>& pl = plans[l][q];
+            if (pl.batch < 0) continue;
+            const T* go = grad_out + (row_of(L, q) * C_out + c) * bins;
+            for (int64_t b = 0; b < bins; ++b) {
+              T* plane = L.grad + (pl.batch * L.C + (ps ? c * bins + b : c)) * HW;
+              const T gb = go[b];
+              for (int64_t k = pl.start[b]; k < pl.start[b + 1]; ++k)
+                plane[pl.off[k]] += pl.w[k] * gb;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (failed.load())
+    throw Error("out of memory building the sampling plans of " +
+                std::to_string(items.size()) + " rois");
+}
+
+template void forward_levels<float>(const float*, const std::vector<Level<float>>&, float*);
+template void forward_levels<double>(const double*, const std::vector<Level<double>>&, double*);
+template void backward_levels<float>(const float*, const float*,
+                                     const std::vector<Level<float>>&);
+template void backward_levels<double>(const double*, const double*,
+                                      const std::vector<Level<double>>&);
+
+}  // namespace roi_align_detail
 
 void roi_align_cpu(DType dt, const void* data, const void* rois, void* out, int64_t N,
                    int64_t C, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p) {

@@ -1,284 +1,19 @@
-// ROIAlign on CUDA.
-//
-// Forward and atomic backward: one block per (roi, chunk of channels). The block computes the
-// roi's geometry once (thread 0) and then, cooperatively, a table of the bilinear taps of
-// every sample row (pooled_h * grid_h entries) and sample column (pooled_w * grid_w) in
-// shared memory; every (channel, bin) of the chunk then reads its taps from the tables. A
-// roi whose tables do not fit (adaptive grids over ~36 samples per bin at 14x14) falls back
-// to evaluating its taps in place, with the same math.
-//
-// Deterministic backward: one thread per element of grad_data sums, in a fixed order (rois,
-// then bins, ascending), the contributions of every roi of its image; the roi geometry is
-// computed once per block into shared memory, and only the bins near the element are
-// visited (narrow_bins). No atomics, bitwise identical run to run.
-#include "common/cuda_utils.cuh"
+// ROIAlign on CUDA: the kernels of roi_align_cuda_kernels.cuh over one feature map.
+#include "roi_align/roi_align_cuda_kernels.cuh"
 #include "roi_align/roi_align.h"
 
 namespace frcnn {
 namespace {
 
-constexpr int kTable = 512;        // tap table entries per axis
-constexpr int kOutputsPerUnit = 2048;
-constexpr int kRoiChunk = kThreads;
-
-template <typename A>
-struct AxisTap {
-  int lo, hi;   // lo = -1: the sample is out of the map
-  A wlo, whi;
-};
-
-template <typename A>
-DEVICE_INLINE AxisTap<A> make_tap(A start, int bin, A bin_size, int i, int grid, int n) {
-  AxisTap<A> t;
-  const A y = sample_coord<A>(start, bin, bin_size, i, grid);
-  if (!axis_weights<A>(y, n, &t.lo, &t.hi, &t.wlo, &t.whi)) t.lo = -1;
-  return t;
-}
-
-template <typename T, typename A>
-DEVICE_INLINE A sample_value(const T* plane, int W, const AxisTap<A>& ty, const AxisTap<A>& tx) {
-  if (ty.lo < 0 || tx.lo < 0) return A(0);
-  // 64-bit row offsets: one plane may hold more than 2^31 elements
-  const T* lo = plane + static_cast<int64_t>(ty.lo) * W;
-  const T* hi = plane + static_cast<int64_t>(ty.hi) * W;
-  // MXNet's order: w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4
-  return ty.wlo * tx.wlo * load(lo + tx.lo) + ty.wlo * tx.whi * load(lo + tx.hi) +
-         ty.whi * tx.wlo * load(hi + tx.lo) + ty.whi * tx.whi * load(hi + tx.hi);
-}
-
-template <typename T, typename A>
-DEVICE_INLINE void scatter_sample(T* plane, int W, const AxisTap<A>& ty, const AxisTap<A>& tx,
-                                  A g) {
-  if (ty.lo < 0 || tx.lo < 0) return;
-  T* lo = plane + static_cast<int64_t>(ty.lo) * W;
-  T* hi = plane + static_cast<int64_t>(ty.hi) * W;
-  atomicAdd(lo + tx.lo, static_cast<T>(g * (ty.wlo * tx.wlo)));
-  atomicAdd(lo + tx.hi, static_cast<T>(g * (ty.wlo * tx.whi)));
-  atomicAdd(hi + tx.lo, static_cast<T>(g * (ty.whi * tx.wlo)));
-  atomicAdd(hi + tx.hi, static_cast<T>(g * (ty.whi * tx.whi)));
-}
-
-// Shared state of a (roi, channel chunk) unit: geometry and tap tables.
-template <typename A>
-struct UnitShared {
-  RoiGeom<A> g;
-  AxisTap<A> ytab[kTable];
-  AxisTap<A> xtab[kTable];
-};
-
-// Fills sh for roi r; returns whether the tables were filled. Ends with __syncthreads().
-template <typename T, typename A>
-__device__ bool setup_unit(UnitShared<A>& sh, const T* rois, int64_t r, int64_t N, int H, int W,
-                           const RoiAlignParams& p) {
-  if (threadIdx.x == 0) {
-    A roi[5];
-    for (int k = 0; k < 5; ++k) roi[k] = load(rois + r * 5 + k);
-    sh.g = roi_geometry<A>(roi, N, p);
-  }
-  __syncthreads();
-  const RoiGeom<A> g = sh.g;
-  const int64_t ny = static_cast<int64_t>(p.pooled_h) * g.grid_h;
-  const int64_t nx = static_cast<int64_t>(p.pooled_w) * g.grid_w;
-  const bool tab = g.batch >= 0 && ny <= kTable && nx <= kTable;
-  if (tab) {
-    for (int i = threadIdx.x; i < ny; i += blockDim.x)
-      sh.ytab[i] = make_tap<A>(g.start_h, i / g.grid_h, g.bin_h, i % g.grid_h, g.grid_h, H);
-    for (int i = threadIdx.x; i < nx; i += blockDim.x)
-      sh.xtab[i] = make_tap<A>(g.start_w, i / g.grid_w, g.bin_w, i % g.grid_w, g.grid_w, W);
-  }
-  __syncthreads();
-  return tab;
-}
-
 template <typename T>
-__global__ void forward_kernel(const T* data, const T* rois, T* out, int64_t N, int64_t C, int H,
-                               int W, int64_t R, int64_t C_out, int64_t chunk, int64_t nchunks,
-                               RoiAlignParams p) {
-  using A = typename Acc<T>::type;
-  __shared__ UnitShared<A> sh;
-  const int PW = p.pooled_w;
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * PW;
-  const int64_t HW = static_cast<int64_t>(H) * W;
-  for (int64_t u = blockIdx.x; u < R * nchunks; u += gridDim.x) {
-    const int64_t r = u / nchunks, c0 = (u % nchunks) * chunk;
-    const bool tab = setup_unit<T, A>(sh, rois, r, N, H, W, p);
-    const RoiGeom<A> g = sh.g;
-    const int64_t n_out = min(chunk, C_out - c0) * bins;
-    T* o = out + (r * C_out + c0) * bins;
-    for (int64_t i = threadIdx.x; i < n_out; i += blockDim.x) {
-      A val = A(0);
-      if (g.batch >= 0) {
-        const int64_t c = c0 + i / bins;
-        const int bin = static_cast<int>(i % bins), ph = bin / PW, pw = bin % PW;
-        const int64_t ci = p.position_sensitive ? ps_channel(c, ph, pw, p.pooled_h, PW) : c;
-        const T* plane = data + (g.batch * C + ci) * HW;
-        for (int iy = 0; iy < g.grid_h; ++iy) {
-          const AxisTap<A> ty = tab ? sh.ytab[ph * g.grid_h + iy]
-                                    : make_tap<A>(g.start_h, ph, g.bin_h, iy, g.grid_h, H);
-          for (int ix = 0; ix < g.grid_w; ++ix) {
-            const AxisTap<A> tx = tab ? sh.xtab[pw * g.grid_w + ix]
-                                      : make_tap<A>(g.start_w, pw, g.bin_w, ix, g.grid_w, W);
-            val += sample_value<T, A>(plane, W, ty, tx);
-          }
-        }
-        val /= g.count;
-      }
-      store(o + i, val);
-    }
-    __syncthreads();  // the tables are rewritten by the next unit
-  }
-}
-
-template <typename T>
-__global__ void backward_atomic_kernel(const T* grad_out, const T* rois, T* grad_data, int64_t N,
-                                       int64_t C, int H, int W, int64_t R, int64_t C_out,
-                                       int64_t chunk, int64_t nchunks, RoiAlignParams p) {
-  using A = typename Acc<T>::type;
-  __shared__ UnitShared<A> sh;
-  const int PW = p.pooled_w;
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * PW;
-  const int64_t HW = static_cast<int64_t>(H) * W;
-  for (int64_t u = blockIdx.x; u < R * nchunks; u += gridDim.x) {
-    const int64_t r = u / nchunks, c0 = (u % nchunks) * chunk;
-    const bool tab = setup_unit<T, A>(sh, rois, r, N, H, W, p);
-    const RoiGeom<A> g = sh.g;
-    if (g.batch >= 0) {
-      const int64_t n_out = min(chunk, C_out - c0) * bins;
-      const T* go = grad_out + (r * C_out + c0) * bins;
-      for (int64_t i = threadIdx.x; i < n_out; i += blockDim.x) {
-        const A gv = load(go + i) / g.count;
-        if (gv == A(0)) continue;
-        const int64_t c = c0 + i / bins;
-        const int bin = static_cast<int>(i % bins), ph = bin / PW, pw = bin % PW;
-        const int64_t ci = p.position_sensitive ? ps_channel(c, ph, pw, p.pooled_h, PW) : c;
-        T* plane = grad_data + (g.batch * C + ci) * HW;
-        for (int iy = 0; iy < g.grid_h; ++iy) {
-          const AxisTap<A> ty = tab ? sh.ytab[ph * g.grid_h + iy]
-                                    : make_tap<A>(g.start_h, ph, g.bin_h, iy, g.grid_h, H);
-          for (int ix = 0; ix < g.grid_w; ++ix) {
-            const AxisTap<A> tx = tab ? sh.xtab[pw * g.grid_w + ix]
-                                      : make_tap<A>(g.start_w, pw, g.bin_w, ix, g.grid_w, W);
-            scatter_sample<T, A>(plane, W, ty, tx, gv);
-          }
-        }
-      }
-    }
-    __syncthreads();
-  }
-}
-
-// Weight of feature-map index `row` in bin `bin` along one axis (sum over the bin's samples).
-template <typename A>
-DEVICE_INLINE A axis_weight_at(A start, int bin, A bin_size, int grid, int n, int row) {
-  A w = A(0);
-  for (int i = 0; i < grid; ++i) {
-    const AxisTap<A> t = make_tap<A>(start, bin, bin_size, i, grid, n);
-    if (t.lo < 0) continue;
-    if (t.lo == row) w += t.wlo;
-    if (t.hi == row) w += t.whi;
-  }
-  return w;
-}
-
-// Narrows the bins [*lo, *hi) of one axis to those whose samples can weigh on feature index v:
-// a sample reads the indices within 1 of its coordinate (clamped samples the first or last),
-// so only bins overlapping [v - 1, v + 1] count. The margin (one bin and a little more than
-// the coordinates' rounding) keeps every bin with a nonzero weight; the weights themselves
-// are computed exactly as before, so narrowing changes no result, only the work: about 3
-// bins per axis instead of all of them at 14x14.
-template <typename A>
-DEVICE_INLINE void narrow_bins(A start, A bin, int v, int* lo, int* hi) {
-  if (!(bin > A(0)) || !finite_val(start)) return;
-  const A extent = (start < A(0) ? -start : start) + bin * static_cast<A>(*hi);
-  const A m = A(2) + extent * A(1e-5);
-  const A f_lo = floor((static_cast<A>(v) - m - start) / bin) - A(1);
-  const A f_hi = floor((static_cast<A>(v) + m - start) / bin) + A(2);
-  if (f_lo > static_cast<A>(*lo)) *lo = f_lo < static_cast<A>(*hi) ? static_cast<int>(f_lo) : *hi;
-  if (f_hi < static_cast<A>(*hi)) *hi = f_hi > static_cast<A>(*lo) ? static_cast<int>(f_hi) : *lo;
-}
-
-template <typename A>
-struct RoiSpan {
-  RoiGeom<A> g;
-  A y0, y1, x0, x1;  // conservative range of the sample coordinates
-};
-
-template <typename T>
-__global__ void backward_gather_kernel(const T* grad_out, const T* rois, T* grad_data, int64_t N,
-                                       int64_t C, int H, int W, int64_t R, int64_t C_out,
-                                       RoiAlignParams p) {
-  using A = typename Acc<T>::type;
-  __shared__ RoiSpan<A> spans[kRoiChunk];
-  const int PH = p.pooled_h, PW = p.pooled_w;
-  const int64_t bins = static_cast<int64_t>(PH) * PW;
-  const int64_t HW = static_cast<int64_t>(H) * W;
-  const int64_t total = N * C * HW;
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x;
-  for (int64_t blk = base; blk < total; blk += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t idx = blk + threadIdx.x;
-    const bool active = idx < total;
-    const int64_t e = active ? idx : 0;
-    const int x = static_cast<int>(e % W), y = static_cast<int>((e / W) % H);
-    const int64_t ci = (e / HW) % C, n = e / (C * HW);
-    // position sensitive: input channel ci is read by one output channel and one bin only
-    const int64_t c = p.position_sensitive ? ci / bins : ci;
-    const int sb = p.position_sensitive ? static_cast<int>(ci % bins) : 0;
-    const int ph0 = p.position_sensitive ? sb / PW : 0, ph1 = p.position_sensitive ? ph0 + 1 : PH;
-    const int pw0 = p.position_sensitive ? sb % PW : 0, pw1 = p.position_sensitive ? pw0 + 1 : PW;
-    A acc = A(0);
-    for (int64_t r0 = 0; r0 < R; r0 += kRoiChunk) {
-      __syncthreads();
-      if (r0 + threadIdx.x < R) {
-        const int64_t r = r0 + threadIdx.x;
-        A roi[5];
-        for (int k = 0; k < 5; ++k) roi[k] = load(rois + r * 5 + k);
-        RoiSpan<A> s;
-        s.g = roi_geometry<A>(roi, N, p);
-        const A ye = s.g.start_h + static_cast<A>(PH) * s.g.bin_h;
-        const A xe = s.g.start_w + static_cast<A>(PW) * s.g.bin_w;
-        s.y0 = min(s.g.start_h, ye) - A(2);
-        s.y1 = max(s.g.start_h, ye) + A(2);
-        s.x0 = min(s.g.start_w, xe) - A(2);
-        s.x1 = max(s.g.start_w, xe) + A(2);
-        spans[threadIdx.x] = s;
-      }
-      __syncthreads();
-      if (!active) continue;
-      const int64_t rn = min(static_cast<int64_t>(kRoiChunk), R - r0);
-      for (int64_t k = 0; k < rn; ++k) {
-        const RoiSpan<A>& s = spans[k];
-        if (s.g.batch != n) continue;
-        // NaN-safe: a NaN span skips the roi (its samples would all be out of the map)
-        if (!(A(y) >= s.y0 && A(y) <= s.y1 && A(x) >= s.x0 && A(x) <= s.x1)) continue;
-        const T* go = grad_out + ((r0 + k) * C_out + c) * bins;
-        int ph_lo = ph0, ph_hi = ph1, pw_lo = pw0, pw_hi = pw1;
-        narrow_bins<A>(s.g.start_h, s.g.bin_h, y, &ph_lo, &ph_hi);
-        narrow_bins<A>(s.g.start_w, s.g.bin_w, x, &pw_lo, &pw_hi);
-        A sum = A(0);
-        for (int ph = ph_lo; ph < ph_hi; ++ph) {
-          const A wy = axis_weight_at<A>(s.g.start_h, ph, s.g.bin_h, s.g.grid_h, H, y);
-          if (wy == A(0)) continue;
-          for (int pw = pw_lo; pw < pw_hi; ++pw) {
-            const A wx = axis_weight_at<A>(s.g.start_w, pw, s.g.bin_w, s.g.grid_w, W, x);
-            if (wx == A(0)) continue;
-            sum += load(go + ph * PW + pw) * (wy * wx);
-          }
-        }
-        acc += sum / s.g.count;
-      }
-    }
-    if (active) store(grad_data + idx, acc);
-  }
-}
-
-int64_t channels_per_unit(int64_t bins) {
-  const int64_t c = kOutputsPerUnit / bins;
-  return c < 1 ? 1 : c;
-}
-
-int grid_for_units(int64_t units) {
-  const int64_t cap = int64_t(1) << 20;
-  return static_cast<int>(units < cap ? (units < 1 ? 1 : units) : cap);
+MapSet<T> single_map(const void* data, int64_t H, int64_t W, const RoiAlignParams& p) {
+  MapSet<T> m;
+  m.count = 1;
+  m.ptr[0] = static_cast<T*>(const_cast<void*>(data));
+  m.H[0] = static_cast<int>(H);
+  m.W[0] = static_cast<int>(W);
+  m.scale[0] = p.spatial_scale;
+  return m;
 }
 
 }  // namespace
@@ -286,56 +21,20 @@ int grid_for_units(int64_t units) {
 void roi_align_cuda(DType dt, const void* data, const void* rois, void* out, int64_t N,
                     int64_t C, int64_t H, int64_t W, int64_t R, const RoiAlignParams& p,
                     void* stream) {
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
-  const int64_t C_out = p.position_sensitive ? C / bins : C;
-  if (R == 0 || C_out == 0) return;
-  const int64_t chunk = channels_per_unit(bins), nchunks = ceil_div(C_out, chunk);
   FRCNN_DISPATCH_CUDA(dt, "frcnn_roi_align",
-    launch("frcnn_roi_align: forward_kernel", forward_kernel<scalar_t>,
-           grid_for_units(R * nchunks), kThreads, 0, as_stream(stream),
-           static_cast<const scalar_t*>(data), static_cast<const scalar_t*>(rois),
-           static_cast<scalar_t*>(out), N, C, static_cast<int>(H), static_cast<int>(W), R, C_out,
-           chunk, nchunks, p));
+    launch_forward<scalar_t>("frcnn_roi_align", single_map<scalar_t>(data, H, W, p),
+                             static_cast<const scalar_t*>(rois), static_cast<scalar_t*>(out), N,
+                             C, R, p, as_stream(stream)));
 }
 
 void roi_align_backward_cuda(DType dt, const void* grad_out, const void* rois, void* grad_data,
                              int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
                              const RoiAlignParams& p, bool deterministic, void* stream) {
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
-  const int64_t C_out = p.position_sensitive ? C / bins : C;
-  const int64_t total = N * C * H * W;
-  if (total == 0) return;
-  const cudaStream_t s = as_stream(stream);
-  if (deterministic || dt == DType::kFloat16) {
-    FRCNN_DISPATCH_CUDA(dt, "frcnn_roi_align",
-      launch("frcnn_roi_align: backward_gather_kernel", backward_gather_kernel<scalar_t>,
-             blocks_for(total), kThreads, 0, s, static_cast<const scalar_t*>(grad_out),
-             static_cast<const scalar_t*>(rois), static_cast<scalar_t*>(grad_data), N, C,
-             static_cast<int>(H), static_cast<int>(W), R, C_out, p));
-    return;
-  }
-  const size_t elem = dt == DType::kFloat64 ? 8 : 4;
-  cudaError_t e = cudaMemsetAsync(grad_data, 0, static_cast<size_t>(total) * elem, s);
-  if (e != cudaSuccess)
-    throw Error(std::string("frcnn_roi_align backward: CUDA error ") + cudaGetErrorString(e));
-  if (R == 0 || C_out == 0) return;
-  const int64_t chunk = channels_per_unit(bins), nchunks = ceil_div(C_out, chunk);
-  switch (dt) {
-    case DType::kFloat32:
-      launch("frcnn_roi_align: backward_atomic_kernel", backward_atomic_kernel<float>,
-             grid_for_units(R * nchunks), kThreads, 0, s, static_cast<const float*>(grad_out),
-             static_cast<const float*>(rois), static_cast<float*>(grad_data), N, C,
-             static_cast<int>(H), static_cast<int>(W), R, C_out, chunk, nchunks, p);
-      break;
-    case DType::kFloat64:
-      launch("frcnn_roi_align: backward_atomic_kernel", backward_atomic_kernel<double>,
-             grid_for_units(R * nchunks), kThreads, 0, s, static_cast<const double*>(grad_out),
-             static_cast<const double*>(rois), static_cast<double*>(grad_data), N, C,
-             static_cast<int>(H), static_cast<int>(W), R, C_out, chunk, nchunks, p);
-      break;
-    default:
-      throw Error("frcnn_roi_align backward: unsupported dtype on gpu");
-  }
+  FRCNN_DISPATCH_CUDA(dt, "frcnn_roi_align",
+    launch_backward<scalar_t>("frcnn_roi_align", single_map<scalar_t>(grad_data, H, W, p),
+                              static_cast<const scalar_t*>(grad_out),
+                              static_cast<const scalar_t*>(rois), N, C, R, p, deterministic,
+                              as_stream(stream)));
 }
 
 }  // namespace frcnn
