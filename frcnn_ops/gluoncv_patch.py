@@ -4,7 +4,7 @@ import types
 __all__ = ["patch_gluoncv"]
 
 
-def patch_gluoncv(net):
+def patch_gluoncv(net, precision="fp32"):
     """Makes an unmodified GluonCV Faster R-CNN instance use frcnn_ops at inference.
 
     Proposals (``frcnn_proposal``), ROIAlign (``frcnn_roi_align``), class-specific decoding
@@ -16,12 +16,21 @@ def patch_gluoncv(net):
 
     Args:
         net: a ``gluoncv.model_zoo.rcnn.FasterRCNN``.
+        precision: 'fp32' (default) or 'bf16': convolutions and dense layers in bfloat16
+            through MXNet's AMP (oneDNN), the frcnn ops in float32 (:mod:`frcnn_ops.bf16`); the
+            net then hybridizes itself on its first call and ``export`` keeps the casts. Needs
+            a CPU with AVX512-BF16 (a RuntimeError names it otherwise).
 
     Returns:
         the same instance, patched in place.
     """
     from mxnet import autograd
     from frcnn_model.faster_rcnn import detect, make_cfg
+    from . import bf16
+
+    bf16.check_precision(precision, "patch_gluoncv: precision")
+    if precision == "bf16":
+        bf16.check_bf16_cpu()
 
     for name in ("features", "top_features", "rpn", "class_predictor", "box_predictor"):
         if getattr(net, name, None) is None:
@@ -49,4 +58,6 @@ def patch_gluoncv(net):
 
     net.hybrid_forward = types.MethodType(hybrid_forward, net)
     net._clear_cached_op()
+    if precision != "fp32" or getattr(net, "_frcnn_bf16_installed", False):
+        bf16.install(net, precision)
     return net

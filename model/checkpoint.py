@@ -268,6 +268,18 @@ def check_params_file(path, who):
     return loaded
 
 
+def check_precision_cli(precision, who):
+    """Ends a command line with a message when ``precision`` cannot run on this CPU (bf16
+    without AVX512-BF16)."""
+    from frcnn_ops import bf16
+    try:
+        bf16.check_precision(precision, "--precision")
+        if precision == "bf16":
+            bf16.check_bf16_cpu()
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit("%s: --precision %s: %s" % (who, precision, e))
+
+
 def load_model_checked(path, who, **overrides):
     """:func:`frcnn_model.faster_rcnn.load_model` for a command line: a missing, truncated,
     corrupted or foreign parameter file (or a bad ``.params.json``) ends the program with a

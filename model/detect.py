@@ -36,6 +36,9 @@ def _parse(argv):
     p.add_argument("--max-size", type=int, help="input long side cap (default: as --short, "
                    "else 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: convolutions and dense layers in bfloat16 (needs AVX512-BF16; "
+                   "default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -77,16 +80,18 @@ def main(argv=None):
     import mxnet as mx
     from . import faster_rcnn_resnet50_v1b_voc
     from .data import boxes_to_original, load_test
-    from .checkpoint import load_model_checked
+    from .checkpoint import check_precision_cli, load_model_checked
     from .faster_rcnn import model_spec, stages
 
-    net = load_model_checked(args.params, "frcnn-detect") if args.params else None
+    check_precision_cli(args.precision, "frcnn-detect")
+    net = load_model_checked(args.params, "frcnn-detect", precision=args.precision) \
+        if args.params else None
     short, max_size = (model_spec(args.params).get("input_size") if args.params else None) \
         or (600, 1000)
     args.short = args.short or short
     args.max_size = args.max_size or max_size
     if net is None:
-        net = faster_rcnn_resnet50_v1b_voc()
+        net = faster_rcnn_resnet50_v1b_voc(precision=args.precision)
         mx.random.seed(args.seed)
         net.initialize(mx.init.Xavier())
     net.hybridize(static_alloc=True, static_shape=True)
@@ -124,8 +129,9 @@ def main(argv=None):
         for n, s, b in zip(names, det_scores, orig_boxes):
             print(json.dumps({"image": path, "class": n, "score": round(float(s), 4),
                               "box": [round(float(v), 1) for v in b]}))
-        print("# %s: %d detections, %.1f ms (forward, input %dx%d)"
-              % (path, len(det_boxes), elapsed * 1e3, shown.shape[0], shown.shape[1]),
+        print("# %s: %d detections, %.1f ms (forward, %s, input %dx%d)"
+              % (path, len(det_boxes), elapsed * 1e3, args.precision, shown.shape[0],
+                 shown.shape[1]),
               file=sys.stderr)
     return 0
 

@@ -29,6 +29,9 @@ def _parse(argv):
                    "were trained at, from PARAMS.json, else 600)")
     p.add_argument("--max-size", type=int, help="image long side cap")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: convolutions and dense layers in bfloat16 (needs AVX512-BF16; "
+                   "default: %(default)s)")
     p.add_argument("--json", help="write the APs to this file")
     p.add_argument("--skip-bad", action="store_true",
                    help="voc: leave out bad samples (unreadable image, missing or malformed "
@@ -53,12 +56,14 @@ def main(argv=None):
     from ._threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
-    from .checkpoint import load_model_checked
+    from .checkpoint import check_precision_cli, load_model_checked
     from .faster_rcnn import model_spec
     from .train import PRESETS, checked_voc, evaluate, synthetic_set
     from .transforms import FasterRCNNValTransform
 
-    net = load_model_checked(args.params, "frcnn-eval")  # first: a bad file fails fast
+    check_precision_cli(args.precision, "frcnn-eval")
+    # first: a bad file fails fast
+    net = load_model_checked(args.params, "frcnn-eval", precision=args.precision)
     run = _training_args(args.params)
     # the input size saved with the weights (as frcnn-detect reads it), not the run's log
     short, max_size = model_spec(args.params).get("input_size") or (600, 1000)
@@ -87,10 +92,11 @@ def main(argv=None):
     seconds = time.time() - t0
     for name, value in zip(names, values):
         print("%-12s %.4f" % (name, value))
-    print("%d images in %.1f s" % (len(dataset), seconds))
+    print("%d images in %.1f s (%s)" % (len(dataset), seconds, args.precision))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"params": args.params, "dataset": args.dataset, "images": len(dataset),
+                       "precision": args.precision,
                        "ap": dict(zip(names, map(float, values))),
                        "bad_data": list(getattr(dataset, "bad", []))}, f, indent=1)
     return 0

@@ -244,11 +244,19 @@ def resnet50_v1b_c4(use_global_stats=True):
 BACKBONES = {"resnet50_v1b": 50, "resnet18_v1b": 18}
 
 
-def faster_rcnn(backbone="resnet50_v1b", width=1.0, use_global_stats=True, **overrides):
+def faster_rcnn(backbone="resnet50_v1b", width=1.0, use_global_stats=True, precision="fp32",
+                **overrides):
     """A C4 Faster R-CNN on ResNet v1b: ``backbone`` resnet50_v1b (the seed) or resnet18_v1b,
     ``width`` scaling its channels, BatchNorm frozen (``use_global_stats``, for ImageNet or
     GluonCV weights) or trained (from scratch). ``rpn_channel`` defaults to the feature
-    channels. The arguments are kept in ``net.spec`` (what :func:`save_model` writes)."""
+    channels. The arguments are kept in ``net.spec`` (what :func:`save_model` writes).
+
+    ``precision`` 'fp32' (default) or 'bf16': inference with convolutions and dense layers in
+    bfloat16 (MXNet AMP, oneDNN; :mod:`frcnn_ops.bf16`), the frcnn ops in float32; needs a CPU
+    with AVX512-BF16. The parameters stay float32 either way, so it is not part of
+    ``net.spec``: choose it again when loading (``load_model(path, precision='bf16')``)."""
+    from frcnn_ops import bf16
+    bf16.check_precision(precision, "faster_rcnn: precision")
     if backbone not in BACKBONES:
         raise ValueError("frcnn_model: backbone must be one of %s, got %r"
                          % (", ".join(sorted(BACKBONES)), backbone))
@@ -257,12 +265,16 @@ def faster_rcnn(backbone="resnet50_v1b", width=1.0, use_global_stats=True, **ove
     net = FasterRCNN(features, top_features, **overrides)
     net.spec = dict(backbone=backbone, width=width, use_global_stats=use_global_stats,
                     **{k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()})
+    net.precision = precision
+    if precision != "fp32":
+        bf16.install(net, precision)
     return net
 
 
 def faster_rcnn_resnet50_v1b_voc(**overrides):
     """GluonCV's faster_rcnn_resnet50_v1b_voc on frcnn_ops (random init; load weights with
-    ``load_parameters``). Keyword overrides change DEFAULTS (e.g. ``rpn_test_post_nms``)."""
+    ``load_parameters``). Keyword overrides change DEFAULTS (e.g. ``rpn_test_post_nms``);
+    ``precision='bf16'`` runs it in bfloat16 (see :func:`faster_rcnn`)."""
     return faster_rcnn("resnet50_v1b", **overrides)
 
 
@@ -335,8 +347,9 @@ def model_spec(path):
 def load_model(path, ctx=None, **overrides):
     """The network saved by :func:`save_model` (architecture from ``path + '.json'``), or, for a
     parameter file without one (e.g. GluonCV's), faster_rcnn_resnet50_v1b_voc; ``overrides``
-    change test-time settings (e.g. ``rpn_test_post_nms``)."""
+    change test-time settings (e.g. ``rpn_test_post_nms``, ``precision='bf16'``)."""
     spec = model_spec(path)
+    spec.pop("precision", None)
     spec.pop("input_size", None)
     spec.update(overrides)
     net = faster_rcnn(**spec)

@@ -616,8 +616,43 @@ def _model(env):
         ours, theirs = build_models(env, x)
         return Pair(mx_sync(lambda: ours(x)), mx_sync(lambda: theirs(x)), match_detections)
     shape = "%dx%dx%dx%d image, random weights" % MODEL_INPUT
-    return [Comparison("model", "model (end to end)", shape, "GluonCV " + MODEL_NAME, setup,
+    rows = [Comparison("model", "model (end to end)", shape, "GluonCV " + MODEL_NAME, setup,
                        slow=True)]
+    from .. import bf16
+    if not bf16.bf16_supported():
+        env.notes.append("this CPU has no AVX512-BF16 (avx512_bf16): the bf16 model row is "
+                         "skipped")
+        return rows
+
+    def setup_bf16():
+        mx = env.mx
+        x = mx.nd.array(np.random.default_rng(0).normal(size=MODEL_INPUT).astype(np.float32))
+        fp32, _ = build_models(env, x)
+        fd, path = tempfile.mkstemp(suffix=".params", prefix="frcnn_bench_")
+        os.close(fd)
+        try:
+            fp32.save_parameters(path)
+            ours = env.frcnn_model.faster_rcnn_resnet50_v1b_voc(precision="bf16")
+            ours.load_parameters(path)
+        finally:
+            os.remove(path)
+        ours.hybridize(static_alloc=True, static_shape=True)
+        return Pair(mx_sync(lambda: ours(x)), mx_sync(lambda: fp32(x)), match_bf16)
+    rows.append(Comparison("model", "model bf16 (end to end)", shape, "ours, float32", setup_bf16,
+                           slow=True))
+    return rows
+
+
+def match_bf16(ours, ref, need=0.8):
+    """bf16 against float32: the share of float32 detections bf16 has too (same class, IoU >=
+    0.9, score within 0.02); 'ok' from ``need`` on (random weights: scores crowd the 0.01
+    threshold, measured 0.93 at 300x400)."""
+    from ..bf16 import matched_share
+    share, n = matched_share([np.asarray(to_numpy(v)) for v in ref],
+                             [np.asarray(to_numpy(v)) for v in ours])
+    return Agreement("ok" if share >= need else "mismatch",
+                     "%.1f%% of %d float32 detections matched (IoU>=0.9, score+-0.02)"
+                     % (100 * share, n))
 
 
 def cpu_comparisons(env, groups=GROUPS):

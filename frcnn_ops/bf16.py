@@ -1,0 +1,170 @@
+"""bfloat16 inference: convolutions and dense layers in bfloat16 through MXNet's AMP (oneDNN).
+
+:func:`convert_symbol` rewrites a float32 inference graph with
+``mx.contrib.amp.convert_symbol(target_dtype='bfloat16')``: Convolution and FullyConnected run in
+bfloat16 (oneDNN), BatchNorm / ReLU / pooling / residual adds follow their input's type, and the
+frcnn_* ops (proposals, ROIAlign, decoding, NMS) are excluded, so AMP casts their inputs to
+float32: they always run in float32, as do softmax and the other float32-only ops. The
+parameters stay float32 (cast inside the graph), so checkpoints, ``save_parameters`` and
+``load_parameters`` are the same for both precisions.
+
+:func:`check_bf16_cpu` refuses a CPU without AVX512-BF16 (``avx512_bf16`` in /proc/cpuinfo):
+oneDNN would emulate bfloat16 there, slower than float32.
+``FRCNN_FAKE_NO_BF16=1`` (test-only) makes it behave as on such a CPU.
+"""
+import json
+import os
+
+__all__ = ["PRECISIONS", "check_precision", "check_bf16_cpu", "bf16_supported", "install",
+           "convert_symbol", "matched_share"]
+
+PRECISIONS = ("fp32", "bf16")
+
+# The /proc/cpuinfo flag of the instruction set MXNet 1.9.1's oneDNN (v2.4) runs bfloat16
+# convolutions and GEMMs on (avx512_core_bf16 kernels). AMX-BF16 (amx_bf16) is not used by that
+# oneDNN by default, and forcing it (DNNL_MAX_CPU_ISA=AVX512_CORE_AMX) dies with SIGILL on
+# Linux >= 5.16, which wants a permission request oneDNN 2.4 does not make; every CPU with
+# amx_bf16 also has avx512_bf16.
+BF16_FLAG = "avx512_bf16"
+
+
+def check_precision(precision, where="precision"):
+    """``precision`` if it is 'fp32' or 'bf16', else a ValueError naming ``where``."""
+    if precision not in PRECISIONS:
+        raise ValueError("%s must be one of %s, got %r"
+                         % (where, ", ".join(repr(p) for p in PRECISIONS), precision))
+    return precision
+
+
+def _fake_no_bf16():
+    return os.environ.get("FRCNN_FAKE_NO_BF16", "") not in ("", "0")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The set of CPU flags of /proc/cpuinfo (empty if unreadable)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_supported():
+    """True when the CPU has AVX512-BF16 (and FRCNN_FAKE_NO_BF16 is not set)."""
+    return not _fake_no_bf16() and BF16_FLAG in cpu_flags()
+
+
+def check_bf16_cpu():
+    """Raises RuntimeError naming the missing instruction set unless the CPU has AVX512-BF16.
+
+    ``FRCNN_FAKE_NO_BF16=1`` (for tests only) makes it refuse as on a CPU without it."""
+    if bf16_supported():
+        return
+    raise RuntimeError(
+        "precision='bf16' needs a CPU with the AVX512-BF16 instruction set (/proc/cpuinfo flag "
+        "avx512_bf16), which MXNet's oneDNN runs bfloat16 convolutions on; this CPU does not "
+        "have it%s. Use precision='fp32'."
+        % (" (simulated: FRCNN_FAKE_NO_BF16=1 is set)" if _fake_no_bf16() else ""))
+
+
+def _is_frcnn_op(op):
+    return op.startswith("frcnn_") or op.startswith("_frcnn_")
+
+
+def convert_symbol(sym, data_names):
+    """The float32 inference graph ``sym`` with convolutions and dense layers in bfloat16.
+
+    The frcnn_* nodes are passed to AMP as excluded (float32, inputs cast to float32); the
+    parameters stay float32 variables (cast in the graph: ``cast_optional_params=False``).
+    """
+    from mxnet.contrib import amp
+    check_bf16_cpu()
+    nodes = json.loads(sym.tojson())["nodes"]
+    excluded = sorted({n["name"] for n in nodes if _is_frcnn_op(n["op"])})
+    return amp.convert_symbol(sym, target_dtype="bfloat16", excluded_sym_names=excluded,
+                              data_names=list(data_names), cast_optional_params=False)
+
+
+def install(block, precision):
+    """Makes ``block`` (a HybridBlock) build its graph in ``precision``: for 'bf16' its cached
+    graph is converted by :func:`convert_symbol`, it hybridizes itself on the first eager call
+    (AMP works on graphs) and ``export`` keeps the casts (``remove_amp_cast=False``), so the
+    exported model reloads with SymbolBlock.imports in bfloat16. Returns the block."""
+    import types
+    from mxnet.gluon import HybridBlock
+
+    check_precision(precision)
+    if precision == "bf16":
+        check_bf16_cpu()
+    block._frcnn_precision = precision
+    if getattr(block, "_frcnn_bf16_installed", False):
+        block._clear_cached_op()
+        return block
+    cls = type(block)
+
+    def _get_graph(self, *args):
+        if not self._cached_graph and self._frcnn_precision == "bf16":
+            inputs, sym = cls._get_graph(self, *args)
+            self._cached_graph = inputs, convert_symbol(sym, [i.name for i in inputs])
+        return cls._get_graph(self, *args)
+
+    def forward(self, x, *args):
+        if self._frcnn_precision == "bf16" and not self._active:
+            import mxnet as mx
+            if isinstance(x, mx.nd.NDArray):
+                self.hybridize()
+        return cls.forward(self, x, *args)
+
+    def export(self, path, epoch=0, remove_amp_cast=None):
+        if remove_amp_cast is None:
+            remove_amp_cast = self._frcnn_precision != "bf16"
+        return HybridBlock.export(self, path, epoch, remove_amp_cast=remove_amp_cast)
+
+    block._get_graph = types.MethodType(_get_graph, block)
+    block.forward = types.MethodType(forward, block)
+    block.export = types.MethodType(export, block)
+    block._frcnn_bf16_installed = True
+    block._clear_cached_op()
+    return block
+
+
+def _iou(box, boxes):
+    import numpy as np
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
+
+
+def matched_share(ref, other, iou=0.9, score_atol=0.02):
+    """The share of ``ref``'s detections (score > 0, image 0) that ``other`` has too: same
+    class, IoU >= ``iou``, score within ``score_atol``; each of ``other``'s used once (greedy,
+    highest reference score first). ``ref`` and ``other`` are (ids, scores, bboxes) as the
+    model returns them (NDArrays or arrays). Returns (share, number of reference detections)."""
+    import numpy as np
+
+    def valid(out):
+        ids, scores, boxes = (np.asarray(v.asnumpy() if hasattr(v, "asnumpy") else v)[0]
+                              for v in out)
+        keep = scores[:, 0] > 0
+        return ids[keep, 0], scores[keep, 0], boxes[keep]
+
+    (ia, sa, ba), (ib, sb, bb) = valid(ref), valid(other)
+    if len(ia) == 0:
+        return (1.0 if len(ib) == 0 else 0.0), 0
+    used = np.zeros(len(ib), bool)
+    hits = 0
+    for k in np.argsort(-sa, kind="stable"):
+        cand = np.flatnonzero((ib == ia[k]) & ~used & (np.abs(sb - sa[k]) <= score_atol))
+        if len(cand) == 0:
+            continue
+        ious = _iou(ba[k], bb[cand])
+        best = int(np.argmax(ious))
+        if ious[best] >= iou:
+            used[cand[best]] = True
+            hits += 1
+    return hits / len(ia), len(ia)

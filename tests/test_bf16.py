@@ -1,0 +1,149 @@
+"""bfloat16 inference (precision='bf16'): a small model (resnet18_v1b at width 0.25, 160x200
+image, random init) in both precisions, export + SymbolBlock reload of the bf16 graph, and the
+refusals (a CPU without AVX512-BF16, simulated by FRCNN_FAKE_NO_BF16=1; a bad precision)."""
+import json
+
+import numpy as np
+import pytest
+
+mx = pytest.importorskip("mxnet")
+frcnn_model = pytest.importorskip("frcnn_model")
+from frcnn_ops import bf16  # noqa: E402
+
+needs_bf16 = pytest.mark.skipif(not bf16.bf16_supported(),
+                                reason="needs a CPU with AVX512-BF16 (avx512_bf16)")
+SMALL = dict(backbone="resnet18_v1b", width=0.25, rpn_test_post_nms=100)
+# measured on random init, seeds 0-3: 0.85-0.95 of the float32 detections matched (seed 0:
+# 0.90 of 462); random-init scores crowd the 0.01 threshold (all ~0.05), so some flip over it
+MIN_SHARE = 0.8
+
+
+def small(precision):
+    from frcnn_model.faster_rcnn import faster_rcnn
+    return faster_rcnn(precision=precision, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same random weights in fp32 and bf16, an input, and both outputs."""
+    path = str(tmp_path_factory.mktemp("bf16") / "small.params")
+    mx.random.seed(0)
+    f32 = small("fp32")
+    f32.initialize(mx.init.Xavier())
+    x = mx.nd.array(np.random.RandomState(0).normal(size=(1, 3, 160, 200)).astype(np.float32))
+    f32.hybridize()
+    out32 = [a.asnumpy() for a in f32(x)]
+    f32.save_parameters(path)
+    b16 = small("bf16")
+    b16.load_parameters(path)
+    out16 = [a.asnumpy() for a in b16(x)]  # not hybridized: bf16 hybridizes itself
+    return f32, b16, x, out32, out16
+
+
+def graph_ops(sym):
+    nodes = json.loads(sym.tojson(remove_amp_cast=False))["nodes"]
+    return nodes, {n["name"]: n for n in nodes}
+
+
+@needs_bf16
+def test_bf16_agrees_with_fp32(pair):
+    f32, b16, x, out32, out16 = pair
+    assert b16.precision == "bf16" and f32.precision == "fp32"
+    assert b16._active  # hybridized itself on the first call
+    share, n = bf16.matched_share(out32, out16)
+    assert n > 50
+    assert share >= MIN_SHARE, (share, n)
+    # not bitwise float32: the convolutions did run in bfloat16
+    assert not np.array_equal(out32[1], out16[1])
+
+
+@needs_bf16
+def test_bf16_graph_casts(pair):
+    """Convolutions / dense layers take bfloat16, every frcnn_* op takes float32 only."""
+    b16 = pair[1]
+    nodes, _ = graph_ops(b16._cached_graph[1])
+    casts = [n for n in nodes if n["op"] == "amp_cast"]
+    assert any(n["attrs"]["dtype"] == "bfloat16" for n in casts)
+    for n in nodes:
+        if n["op"] in ("Convolution", "FullyConnected"):
+            src = nodes[n["inputs"][0][0]]
+            assert src["op"] != "null" or src["name"] == "data", n["name"]
+        if n["op"].startswith("frcnn_"):
+            for i, _, _ in n["inputs"]:
+                src = nodes[i]
+                assert not (src["op"] == "amp_cast" and src["attrs"]["dtype"] == "bfloat16")
+                assert src["op"] not in ("Convolution", "FullyConnected", "BatchNorm",
+                                         "Activation", "elemwise_add"), (n["name"], src["name"])
+    # the parameters stay float32 (cast in the graph)
+    assert all(np.dtype(p.dtype) == np.float32 for p in b16.collect_params().values())
+
+
+@needs_bf16
+def test_bf16_export_symbolblock(pair, tmp_path):
+    f32, b16, x, out32, out16 = pair
+    prefix = str(tmp_path / "bf16")
+    b16.export(prefix)
+    with open(prefix + "-symbol.json") as f:
+        assert '"amp_cast"' in f.read()  # the bf16 casts are kept
+    loaded = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
+                                          prefix + "-0000.params")
+    got = [a.asnumpy() for a in loaded(x)]
+    for a, b in zip(got, out16):
+        np.testing.assert_array_equal(a, b)
+    # fp32 export unchanged (no casts)
+    f32.export(str(tmp_path / "fp32"))
+    with open(str(tmp_path / "fp32") + "-symbol.json") as f:
+        assert '"amp_cast"' not in f.read()
+
+
+@needs_bf16
+def test_load_model_precision(pair, tmp_path):
+    from frcnn_model.faster_rcnn import load_model, save_model
+    f32, _, x, _, out16 = pair
+    path = str(tmp_path / "m.params")
+    save_model(f32, path)
+    with open(path + ".json") as f:
+        assert "precision" not in json.load(f)
+    net = load_model(path, precision="bf16")
+    assert net.precision == "bf16"
+    got = [a.asnumpy() for a in net(x)]
+    for a, b in zip(got, out16):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_refused_without_avx512_bf16(monkeypatch):
+    from frcnn_model.faster_rcnn import faster_rcnn
+    monkeypatch.setenv("FRCNN_FAKE_NO_BF16", "1")
+    assert not bf16.bf16_supported()
+    with pytest.raises(RuntimeError, match="AVX512-BF16.*avx512_bf16.*FRCNN_FAKE_NO_BF16"):
+        faster_rcnn(precision="bf16", **SMALL)
+    faster_rcnn(precision="fp32", **SMALL)  # fp32 is unaffected
+
+
+def test_patch_gluoncv_refusals(monkeypatch):
+    from frcnn_ops import patch_gluoncv
+    net = small("fp32")  # GluonCV's sub-block names
+    with pytest.raises(ValueError, match="patch_gluoncv: precision.*'fp16'"):
+        patch_gluoncv(net, precision="fp16")
+    monkeypatch.setenv("FRCNN_FAKE_NO_BF16", "1")
+    with pytest.raises(RuntimeError, match="AVX512-BF16"):
+        patch_gluoncv(net, precision="bf16")
+
+
+def test_invalid_precision():
+    from frcnn_model.faster_rcnn import faster_rcnn
+    for bad in ("float16", "BF16", None):
+        with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
+            faster_rcnn(precision=bad, **SMALL)
+
+
+def test_cli_refusals(monkeypatch, capsys, tmp_path):
+    import importlib
+    detect = importlib.import_module("frcnn_model.detect")
+    monkeypatch.setenv("FRCNN_FAKE_NO_BF16", "1")
+    with pytest.raises(SystemExit, match="frcnn-detect: --precision bf16: .*AVX512-BF16"):
+        detect.main(["x.jpg", "--random-init", "--precision", "bf16", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        detect.main(["x.jpg", "--random-init", "--precision", "fp16"])
+    assert "--precision" in capsys.readouterr().err
+
