@@ -47,6 +47,16 @@ def array_kind(op, **arrays):
     return kind
 
 
+def backward_kind(op, fn, **arrays):
+    """array_kind for a `*_backward` function: NumPy or a CUDA device; MXNet arrays are
+    refused (MXNet computes the gradient through autograd)."""
+    kind = array_kind(op, **arrays)
+    if kind in ("ndarray", "symbol"):
+        raise TypeError("%s: %s takes NumPy or CuPy arrays; MXNet computes the gradient "
+                        "through autograd" % (op, fn))
+    return kind
+
+
 def mx_namespace(kind):
     """mx.nd or mx.sym with the frcnn ops loaded."""
     from ._lib import load_into_mxnet

@@ -66,11 +66,9 @@ def box_decode_backward(grad, data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=
         Tensor[B, N, 4]: gradient w.r.t. ``data`` (zero where ``clip`` capped dw or dh).
     """
     op = "frcnn_box_decode"
-    kind = _dispatch.array_kind(op, grad=grad, data=data, anchors=anchors)
+    kind = _dispatch.backward_kind(op, "box_decode_backward", grad=grad, data=data,
+                                   anchors=anchors)
     stds = [float(std0), float(std1), float(std2), float(std3)]
-    if kind in ("ndarray", "symbol"):
-        raise TypeError("%s: box_decode_backward takes NumPy or CuPy arrays; MXNet computes the "
-                        "gradient through autograd" % op)
     if kind == "numpy":
         grad, data, anchors = _dispatch.numpy_inputs(grad, data, anchors)
         return _C.box_decode_backward(grad, data, anchors, stds, float(clip), str(format))
@@ -126,10 +124,8 @@ def clip_boxes_backward(grad, boxes, im_info):
         boxes (Tensor[B, N, 4]), im_info (Tensor[B, K]): the forward call's inputs.
     """
     op = "frcnn_clip_boxes"
-    kind = _dispatch.array_kind(op, grad=grad, boxes=boxes, im_info=im_info)
-    if kind in ("ndarray", "symbol"):
-        raise TypeError("%s: clip_boxes_backward takes NumPy or CuPy arrays; MXNet computes the "
-                        "gradient through autograd" % op)
+    kind = _dispatch.backward_kind(op, "clip_boxes_backward", grad=grad, boxes=boxes,
+                                   im_info=im_info)
     if kind == "numpy":
         grad, boxes, im_info = _dispatch.numpy_inputs(grad, boxes, im_info)
         return _C.clip_boxes_backward(grad, boxes, im_info)

@@ -132,10 +132,7 @@ def multilevel_roi_align_backward(grad, rois, feature_shapes, pooled_size, spati
         list of Tensor[N, C, H_i, W_i]: one gradient per feature map (overwritten, zero where
         no roi reads).
     """
-    kind = _dispatch.array_kind(OP, grad=grad, rois=rois)
-    if kind in ("ndarray", "symbol"):
-        raise TypeError("%s: multilevel_roi_align_backward takes NumPy or CuPy arrays; MXNet "
-                        "computes the gradient through autograd" % OP)
+    kind = _dispatch.backward_kind(OP, "multilevel_roi_align_backward", grad=grad, rois=rois)
     shapes = [[int(d) for d in s] for s in feature_shapes]
     scales = _scales(spatial_scales, len(shapes), int(min_level))
     args = _args(pooled_size, scales, sample_ratio, min_level, max_level, canonical_scale,

@@ -146,10 +146,7 @@ def nms_backward(grad, data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coor
         Tensor[..., n, k]: gradient w.r.t. ``data``.
     """
     op = "frcnn_nms"
-    kind = _dispatch.array_kind(op, grad=grad, data=data)
-    if kind in ("ndarray", "symbol"):
-        raise TypeError("%s: nms_backward takes NumPy or CuPy arrays; MXNet computes the "
-                        "gradient through autograd" % op)
+    kind = _dispatch.backward_kind(op, "nms_backward", grad=grad, data=data)
     attrs = dict(overlap_thresh=float(overlap_thresh), valid_thresh=float(valid_thresh),
                  topk=int(topk), coord_start=int(coord_start), score_index=int(score_index),
                  id_index=int(id_index), background_id=int(background_id),

@@ -114,10 +114,7 @@ def roi_align_backward(grad, rois, data_shape, pooled_size, spatial_scale, sampl
         valid roi reads.
     """
     op = "frcnn_roi_align"
-    kind = _dispatch.array_kind(op, grad=grad, rois=rois)
-    if kind in ("ndarray", "symbol"):
-        raise TypeError("%s: roi_align_backward takes NumPy or CuPy arrays; MXNet computes the "
-                        "gradient through autograd" % op)
+    kind = _dispatch.backward_kind(op, "roi_align_backward", grad=grad, rois=rois)
     shape = [int(s) for s in data_shape]
     args = (_pooled(pooled_size), float(spatial_scale), int(sample_ratio),
             bool(position_sensitive), bool(aligned))

@@ -464,6 +464,31 @@ inline int64_t c_out_of(const Level<T>& L) {
   return L.p.position_sensitive ? L.C / (static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w)
                                 : L.C;
 }
+
+// The sampling plans of (level, roi) items; called inside a parallel region (an orphaned
+// worksharing loop), so the threads split the items. A bad_alloc, which may not leave the
+// region, sets *failed and the caller throws throw_plans_oom after the region.
+template <typename T>
+void build_plans(const T* rois, const std::vector<Level<T>>& levels,
+                 const std::vector<std::pair<int, int64_t>>& items,
+                 std::vector<std::vector<Plan<T>>>* plans, std::atomic<bool>* failed) {
+#pragma omp for schedule(dynamic, 8)
+  for (int64_t t = 0; t < static_cast<int64_t>(items.size()); ++t) {
+    if (failed->load(std::memory_order_relaxed)) continue;
+    const Level<T>& L = levels[items[t].first];
+    const int64_t q = items[t].second;
+    try {
+      build_plan<T>(rois + row_of(L, q) * 5, L.N, L.H, L.W, L.p, &(*plans)[items[t].first][q]);
+    } catch (const std::bad_alloc&) {
+      failed->store(true);
+    }
+  }
+}
+
+[[noreturn]] inline void throw_plans_oom(size_t rois) {
+  throw Error("out of memory building the sampling plans of " + std::to_string(rois) +
+              " rois");
+}
 }  // namespace
 
 // Several maps at once (multilevel_roi_align's levels), in one parallel region: the plans of
@@ -508,17 +533,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
   std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t t = 0; t < static_cast<int64_t>(items.size()); ++t) {
-      if (failed.load(std::memory_order_relaxed)) continue;
-      const Level<T>& L = levels[items[t].first];
-      const int64_t q = items[t].second;
-      try {
-        build_plan<T>(rois + row_of(L, q) * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
-      } catch (const std::bad_alloc&) {
-        failed.store(true);
-      }
-    }
+    build_plans<T>(rois, levels, items, &plans, &failed);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < static_cast<int64_t>(copies.size()); ++t) {
       const int l = copies[t].first;
@@ -571,9 +586,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
     }
     stream_fence();
   }
-  if (failed.load())
-    throw Error("out of memory building the sampling plans of " +
-                std::to_string(items.size()) + " rois");
+  if (failed.load()) throw_plans_oom(items.size());
 }
 
 // The gradient of every level (overwritten) in one parallel region: plans, then one unit per
@@ -611,17 +624,7 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
   for (char b : blocked) any_blocked = any_blocked || b;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t t = 0; t < static_cast<int64_t>(items.size()); ++t) {
-      if (failed.load(std::memory_order_relaxed)) continue;
-      const Level<T>& L = levels[items[t].first];
-      const int64_t q = items[t].second;
-      try {
-        build_plan<T>(rois + row_of(L, q) * 5, L.N, L.H, L.W, L.p, &plans[items[t].first][q]);
-      } catch (const std::bad_alloc&) {
-        failed.store(true);
-      }
-    }
+    build_plans<T>(rois, levels, items, &plans, &failed);
 #pragma omp single
     {
       for (size_t l = 0; l < nl; ++l) {
@@ -685,9 +688,7 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
       }
     }
   }
-  if (failed.load())
-    throw Error("out of memory building the sampling plans of " +
-                std::to_string(items.size()) + " rois");
+  if (failed.load()) throw_plans_oom(items.size());
 }
 
 template void forward_levels<float>(const float*, const std::vector<Level<float>>&, float*);
