@@ -1,14 +1,24 @@
 """Routing an op call to MXNet (NDArray / Symbol), NumPy (pybind11) or a CUDA device.
 
-CUDA devices are backends with one interface (`CudaDevice`): the real GPU takes CuPy arrays
-and calls the `*_gpu` entry points of `frcnn_ops._C`; the CPU execution harness of the same
+Every public op function is one call of `run` (forward) or `run_backward` with the op's
+MXNet name, its inputs by name and its attributes. Attributes go to the compiled module as
+text, as MXNet passes them, so that one parser (csrc/common/op.cpp) reads, checks and refuses
+them on every path. CUDA devices are backends with one interface (`CudaDevice`): the real GPU
+takes CuPy arrays and calls `frcnn_ops._C.run_gpu`; the CPU execution harness of the same
 kernels (`frcnn_ops._C_emu`, built with FRCNN_CUDA_EMULATE=1) takes NumPy arrays inside
-`emulate_cuda()`. The op wrappers see only `device(kind)`.
+`emulate_cuda()`.
 """
+from __future__ import annotations
+
 import contextlib
 import threading
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+# An op's array: mxnet.nd.NDArray, mxnet.sym.Symbol, numpy.ndarray or cupy.ndarray (every
+# input of one call of the same kind; the output is of that kind).
+Tensor = Any
 
 _GPU_CODES = {"float32": 0, "float64": 1, "float16": 2}
 
@@ -204,3 +214,126 @@ def emulate_cuda():
         yield
     finally:
         _emulating.on = prev
+
+
+class ShapeOnly(tuple):
+    """An input of a backward given by its shape alone (the backward does not read it)."""
+
+
+def _flatten(op, inputs):
+    """{name: array, variadic name: list of arrays} -> {name or name[i]: array}."""
+    variadic = [i["name"][1:] for i in schema()[op]["inputs"] if i["name"].startswith("*")]
+    flat = {}
+    for name, x in inputs.items():
+        if name not in variadic:
+            flat[name] = x
+        elif not isinstance(x, (list, tuple)) or not x:
+            raise TypeError("%s: %s must be a list or tuple of arrays (at least one), got %s"
+                            % (op, name, type(x).__name__ if not isinstance(x, (list, tuple))
+                               else "an empty one"))
+        else:
+            flat.update(("%s[%d]" % (name, i), a) for i, a in enumerate(x))
+    return flat
+
+
+def _text(value):
+    """An attribute as MXNet passes it to an op: str() of the value (tuples as '(7, 7)')."""
+    if isinstance(value, (list, tuple)):
+        return "(%s)" % ", ".join(_text(v) for v in value)
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def attrs_text(attrs: Mapping[str, Any]) -> dict:
+    """The attributes that were given (None: not given), as text."""
+    return {k: _text(v) for k, v in attrs.items() if v is not None}
+
+
+def _shapes(arrays):
+    return [[int(d) for d in a.shape] for a in arrays]
+
+
+def run(op: str, inputs: Mapping[str, Any], attrs: Mapping[str, Any]):
+    """Runs op forward on inputs of one kind; returns its output (a list if several).
+
+    inputs: {name: array}, or {name: list of arrays} for a variadic input (named name[i]).
+    attrs: None values are left out (the op's default applies).
+    """
+    flat = _flatten(op, inputs)
+    kind = array_kind(op, **flat)
+    if kind in ("ndarray", "symbol"):
+        given = {k: v for k, v in attrs.items() if v is not None}
+        return getattr(mx_namespace(kind), op)(*flat.values(), **given)
+    from ._lib import _C
+    text = attrs_text(attrs)
+    if kind == "numpy":
+        _C.infer_shape(op, _shapes(flat.values()), text)  # refuses before copying anything
+        outs = _C.forward(op, numpy_inputs(*flat.values()), text)
+    else:
+        dev = device(kind)
+        arrays, code = dev.inputs(op, **flat)
+        shapes = _shapes(arrays)
+        outs = [dev.empty(s, arrays[0].dtype) for s in dev.lib.infer_shape(op, shapes, text)]
+        ws_bytes = dev.lib.workspace_gpu(op, False, code, shapes, text)
+        ws = dev.workspace(ws_bytes)
+        dev.lib.run_gpu(op, False, code, 0, [dev.ptr(a) for a in arrays], shapes,
+                        [dev.ptr(o) for o in outs], text, dev.ptr(ws), ws_bytes, dev.stream())
+    return outs[0] if len(outs) == 1 else outs
+
+
+def run_backward(op: str, fn: str, grad, inputs: Mapping[str, Any], attrs: Mapping[str, Any]):
+    """The gradients of op w.r.t. the inputs it differentiates (a list if several), for NumPy
+    and CUDA arrays. inputs: {name: array, or a shape tuple where the backward reads only the
+    shape (e.g. roi_align's data)}."""
+    flat = _flatten(op, inputs)
+    given = {k: v for k, v in flat.items() if hasattr(v, "shape")}
+    kind = backward_kind(op, fn, grad=grad, **given)
+    shapes = [[int(d) for d in (v.shape if k in given else v)] for k, v in flat.items()]
+    text = attrs_text(attrs)
+    from ._lib import _C
+    if kind == "numpy":
+        _C.infer_shape(op, shapes, text)
+        arrays = dict(zip(given, numpy_inputs(*given.values())))
+        grads = _C.backward(op, np.ascontiguousarray(grad), [arrays.get(k) for k in flat],
+                            shapes, text)
+        return grads[0] if len(grads) == 1 else grads
+    dev = device(kind)
+    arrays, code = dev.inputs(op, **given, grad=grad)
+    by_name = dict(zip(list(given) + ["grad"], arrays))
+    out_shape = dev.lib.infer_shape(op, shapes, text)[0]
+    if list(by_name["grad"].shape) != list(out_shape):
+        raise ValueError("%s: grad must have the output's shape %s, got %s" % (
+            op, tuple(out_shape), tuple(by_name["grad"].shape)))
+    grads = [dev.empty(s, arrays[0].dtype) for k, s in zip(flat, shapes)
+             if _has_grad(dev.lib, op, k)]
+    ws_bytes = dev.lib.workspace_gpu(op, True, code, shapes, text)
+    ws = dev.workspace(ws_bytes)
+    dev.lib.run_gpu(op, True, code, dev.ptr(by_name["grad"]),
+                    [dev.ptr(by_name[k]) if k in by_name else 0 for k in flat], shapes,
+                    [dev.ptr(g) for g in grads], text, dev.ptr(ws), ws_bytes, dev.stream())
+    return grads[0] if len(grads) == 1 else grads
+
+
+def _has_grad(lib, op, input_name):
+    """Whether op differentiates the input of that name (name[i]: its variadic input)."""
+    base = input_name.split("[")[0]
+    for spec in schema(lib)[op]["inputs"]:
+        if spec["name"].lstrip("*") == base:
+            return spec["grad"]
+    raise KeyError(input_name)
+
+
+_SCHEMAS = {}
+
+
+def schema(lib=None) -> dict:
+    """{op name: its schema (inputs, attrs with type, default text, doc)} from csrc."""
+    if lib is None:
+        from ._lib import _C as lib
+    key = id(lib)
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = {s["name"]: s for s in lib.schema()}
+    return _SCHEMAS[key]

@@ -18,38 +18,35 @@ and parameters). Inputs computed inside the graph get a gradient buffer that the
 """
 import inspect
 
-# op -> (input names, attributes in the twin's positional order with their defaults).
-# An input name "*name" (last) takes every remaining positional input (name[0], name[1], ...);
-# the attributes of such an op are keyword-only.
-# The twins: contrib.box_decode, GluonCV BBoxClipToImage (inputs only), GluonCV RPNProposal +
-# box_nms (ours), contrib.box_nms, contrib.ROIAlign (+ our `deterministic` last).
-SIGNATURES = {
-    "frcnn_box_decode": (("data", "anchors"),
-                         (("std0", 1.0), ("std1", 1.0), ("std2", 1.0), ("std3", 1.0),
-                          ("clip", -1.0), ("format", "center"))),
-    "frcnn_clip_boxes": (("boxes", "im_info"), ()),
-    "frcnn_proposal": (("scores", "deltas", "anchors", "im_info"),
-                       (("rpn_pre_nms_top_n", 6000), ("rpn_post_nms_top_n", 300),
-                        ("threshold", 0.7), ("rpn_min_size", 16), ("std0", 1.0),
-                        ("std1", 1.0), ("std2", 1.0), ("std3", 1.0), ("clip", -1.0))),
-    "frcnn_nms": (("data",),
-                  (("overlap_thresh", 0.5), ("valid_thresh", 0.0), ("topk", -1),
-                   ("coord_start", 2), ("score_index", 1), ("id_index", -1),
-                   ("background_id", -1), ("force_suppress", False), ("in_format", "corner"),
-                   ("out_format", "corner"))),
-    "frcnn_roi_align": (("data", "rois"),
-                        (("pooled_size", None), ("spatial_scale", None), ("sample_ratio", -1),
-                         ("position_sensitive", False), ("aligned", False),
-                         ("deterministic", False))),
-    # no contrib twin: GluonCV's _pyramid_roi_feats defaults; spatial_scales defaults to
-    # 2 ** -(min_level + i), one per feature map
-    "frcnn_multilevel_roi_align": (("rois", "*features"),
-                                   (("pooled_size", None), ("spatial_scales", None),
-                                    ("sample_ratio", 2), ("min_level", 2), ("max_level", 5),
-                                    ("canonical_scale", 224.0), ("canonical_level", 4),
-                                    ("eps", 1e-6), ("aligned", False),
-                                    ("deterministic", False))),
-}
+def _default(attr):
+    """A schema attribute's default as the Python value a caller would pass (None: none)."""
+    text, kind = attr["default"], attr["type"]
+    if not text:
+        return None
+    if kind in ("float", "double"):
+        return float(text)
+    if kind == "int":
+        return int(text)
+    if kind == "bool":
+        return text == "true"
+    return text
+
+
+def _signatures():
+    """op -> (input names, attributes in the twin's positional order with their defaults),
+    read from the ops' schemas (csrc/<op>/<op>.cpp). An input name "*name" (last) takes every
+    remaining positional input (name[0], name[1], ...); such an op's attributes are
+    keyword-only. The twins: contrib.box_decode, GluonCV BBoxClipToImage (inputs only),
+    GluonCV RPNProposal + box_nms (ours), contrib.box_nms, contrib.ROIAlign (+ our
+    `deterministic` last); multilevel_roi_align has none (GluonCV's _pyramid_roi_feats'
+    defaults; spatial_scales defaults to 2 ** -(min_level + i), one per feature map)."""
+    from ._dispatch import schema
+    return {name: (tuple(i["name"] for i in s["inputs"]),
+                   tuple((a["name"], _default(a)) for a in s["attrs"]))
+            for name, s in schema().items()}
+
+
+SIGNATURES = _signatures()
 
 _PASS_THROUGH = {"ndarray": ("out", "name"), "symbol": ("name", "attr", "out")}
 

@@ -1,12 +1,14 @@
 """box_decode and clip_boxes."""
-from . import _dispatch
-from ._lib import _C
+from __future__ import annotations
+
+from ._dispatch import Tensor, run, run_backward
 
 __all__ = ["box_decode", "clip_boxes", "box_decode_backward", "clip_boxes_backward"]
 
 
-def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
-               format="center"):
+def box_decode(data: Tensor, anchors: Tensor, std0: float = 1.0, std1: float = 1.0,
+               std2: float = 1.0, std3: float = 1.0, clip: float = -1.0,
+               format: str = "center") -> Tensor:
     """Decodes box regression deltas against anchors (drop-in for ``mx.nd.contrib.box_decode``).
 
     With the anchor in center form ``(xa, ya, wa, ha)`` (no +1: ``wa = x2 - x1``)::
@@ -34,27 +36,13 @@ def box_decode(data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
         (float32/float64/float16) or CuPy arrays (float32/float64/float16, on CuPy's current
         stream). float16 on the CPU (MXNet or NumPy) is computed in float32 and rounded once.
     """
-    op = "frcnn_box_decode"
-    kind = _dispatch.array_kind(op, data=data, anchors=anchors)
-    if kind in ("ndarray", "symbol"):
-        F = _dispatch.mx_namespace(kind)
-        return F.frcnn_box_decode(data, anchors, std0=std0, std1=std1, std2=std2, std3=std3,
-                                  clip=clip, format=format)
-    stds = [float(std0), float(std1), float(std2), float(std3)]
-    if kind == "numpy":
-        _C.box_decode_check(list(data.shape), list(anchors.shape), stds, float(clip), str(format))
-        data, anchors = _dispatch.numpy_inputs(data, anchors)
-        return _C.box_decode(data, anchors, stds, float(clip), str(format))
-    dev = _dispatch.device(kind)
-    (data, anchors), code = dev.inputs(op, data=data, anchors=anchors)
-    out = dev.empty(data.shape, data.dtype)
-    dev.lib.box_decode_gpu(code, dev.ptr(data), dev.ptr(anchors), dev.ptr(out), list(data.shape),
-                           list(anchors.shape), stds, float(clip), str(format), dev.stream())
-    return out
+    return run("frcnn_box_decode", dict(data=data, anchors=anchors),
+               dict(std0=std0, std1=std1, std2=std2, std3=std3, clip=clip, format=format))
 
 
-def box_decode_backward(grad, data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0,
-                        format="center"):
+def box_decode_backward(grad: Tensor, data: Tensor, anchors: Tensor, std0: float = 1.0,
+                        std1: float = 1.0, std2: float = 1.0, std3: float = 1.0,
+                        clip: float = -1.0, format: str = "center") -> Tensor:
     """Gradient of :func:`box_decode` w.r.t. ``data`` (the deltas), for NumPy and CuPy arrays
     (MXNet computes it itself through the registered op).
 
@@ -65,26 +53,13 @@ def box_decode_backward(grad, data, anchors, std0=1.0, std1=1.0, std2=1.0, std3=
     Returns:
         Tensor[B, N, 4]: gradient w.r.t. ``data`` (zero where ``clip`` capped dw or dh).
     """
-    op = "frcnn_box_decode"
-    kind = _dispatch.backward_kind(op, "box_decode_backward", grad=grad, data=data,
-                                   anchors=anchors)
-    stds = [float(std0), float(std1), float(std2), float(std3)]
-    if kind == "numpy":
-        grad, data, anchors = _dispatch.numpy_inputs(grad, data, anchors)
-        return _C.box_decode_backward(grad, data, anchors, stds, float(clip), str(format))
-    dev = _dispatch.device(kind)
-    (data, anchors, grad), code = dev.inputs(op, data=data, anchors=anchors, grad=grad)
-    if grad.shape != data.shape:
-        raise ValueError("%s: grad must have the shape of data %s, got %s" % (
-            op, tuple(data.shape), tuple(grad.shape)))
-    out = dev.empty(data.shape, data.dtype)
-    dev.lib.box_decode_backward_gpu(code, dev.ptr(grad), dev.ptr(data), dev.ptr(anchors),
-                                    dev.ptr(out), list(data.shape), list(anchors.shape), stds,
-                                    float(clip), str(format), dev.stream())
-    return out
+    return run_backward("frcnn_box_decode", "box_decode_backward", grad,
+                        dict(data=data, anchors=anchors),
+                        dict(std0=std0, std1=std1, std2=std2, std3=std3, clip=clip,
+                             format=format))
 
 
-def clip_boxes(boxes, im_info):
+def clip_boxes(boxes: Tensor, im_info: Tensor) -> Tensor:
     """Clips boxes to their image (GluonCV ``BBoxClipToImage`` with per-image sizes).
 
     x coordinates are clipped to ``[0, width]`` and y to ``[0, height]`` (not width - 1):
@@ -99,23 +74,10 @@ def clip_boxes(boxes, im_info):
         Tensor[B, N, 4]: the clipped boxes. MXNet op ``frcnn_clip_boxes``: the gradient passes
         where a coordinate was not clipped (0 <= x <= width), zero for im_info.
     """
-    op = "frcnn_clip_boxes"
-    kind = _dispatch.array_kind(op, boxes=boxes, im_info=im_info)
-    if kind in ("ndarray", "symbol"):
-        return _dispatch.mx_namespace(kind).frcnn_clip_boxes(boxes, im_info)
-    if kind == "numpy":
-        _C.clip_boxes_check(list(boxes.shape), list(im_info.shape))
-        boxes, im_info = _dispatch.numpy_inputs(boxes, im_info)
-        return _C.clip_boxes(boxes, im_info)
-    dev = _dispatch.device(kind)
-    (boxes, im_info), code = dev.inputs(op, boxes=boxes, im_info=im_info)
-    out = dev.empty(boxes.shape, boxes.dtype)
-    dev.lib.clip_boxes_gpu(code, dev.ptr(boxes), dev.ptr(im_info), dev.ptr(out),
-                           list(boxes.shape), list(im_info.shape), dev.stream())
-    return out
+    return run("frcnn_clip_boxes", dict(boxes=boxes, im_info=im_info), {})
 
 
-def clip_boxes_backward(grad, boxes, im_info):
+def clip_boxes_backward(grad: Tensor, boxes: Tensor, im_info: Tensor) -> Tensor:
     """Gradient of :func:`clip_boxes` w.r.t. ``boxes`` for NumPy and CuPy arrays: ``grad``
     where the coordinate was not clipped (0 <= x <= width, NaN included), else 0.
 
@@ -123,20 +85,5 @@ def clip_boxes_backward(grad, boxes, im_info):
         grad (Tensor[B, N, 4]): gradient w.r.t. the clipped boxes.
         boxes (Tensor[B, N, 4]), im_info (Tensor[B, K]): the forward call's inputs.
     """
-    op = "frcnn_clip_boxes"
-    kind = _dispatch.backward_kind(op, "clip_boxes_backward", grad=grad, boxes=boxes,
-                                   im_info=im_info)
-    if kind == "numpy":
-        grad, boxes, im_info = _dispatch.numpy_inputs(grad, boxes, im_info)
-        return _C.clip_boxes_backward(grad, boxes, im_info)
-    dev = _dispatch.device(kind)
-    (boxes, im_info, grad), code = dev.inputs(op, boxes=boxes, im_info=im_info, grad=grad)
-    if grad.shape != boxes.shape:
-        raise ValueError("%s: grad must have the shape of boxes %s, got %s" % (
-            op, tuple(boxes.shape), tuple(grad.shape)))
-    out = dev.empty(boxes.shape, boxes.dtype)
-    dev.lib.clip_boxes_backward_gpu(code, dev.ptr(grad), dev.ptr(boxes), dev.ptr(im_info),
-                                    dev.ptr(out), list(boxes.shape), list(im_info.shape),
-                                    dev.stream())
-    return out
-
+    return run_backward("frcnn_clip_boxes", "clip_boxes_backward", grad,
+                        dict(boxes=boxes, im_info=im_info), {})

@@ -1,39 +1,23 @@
 """multilevel_roi_align: GluonCV's FPN pyramid roi pooling (FasterRCNN._pyramid_roi_feats,
 align mode) as one op."""
-from . import _dispatch
-from ._lib import _C
-from .roi_align import _pooled
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ._dispatch import ShapeOnly, Tensor, run, run_backward
+from .roi_align import PooledSize
 
 __all__ = ["multilevel_roi_align", "multilevel_roi_align_backward", "multilevel_roi_levels"]
 
-OP = "frcnn_multilevel_roi_align"
 
-
-def _scales(spatial_scales, n, min_level):
-    if spatial_scales is None:
-        return [2.0 ** -(min_level + i) for i in range(n)]
-    try:
-        return [float(s) for s in spatial_scales]
-    except TypeError:
-        return [float(spatial_scales)]
-
-
-def _args(pooled_size, scales, sample_ratio, min_level, max_level, canonical_scale,
-          canonical_level, eps, aligned):
-    return (_pooled(pooled_size), scales, int(sample_ratio), int(min_level), int(max_level),
-            float(canonical_scale), int(canonical_level), float(eps), bool(aligned))
-
-
-def _features(features):
-    if not isinstance(features, (list, tuple)):
-        raise TypeError("%s: features must be a list or tuple of feature maps (one per level), "
-                        "got %s" % (OP, type(features).__name__))
-    return list(features)
-
-
-def multilevel_roi_align(rois, features, pooled_size, spatial_scales=None, sample_ratio=2,
-                         min_level=2, max_level=5, canonical_scale=224.0, canonical_level=4,
-                         eps=1e-6, aligned=False, deterministic=False):
+def multilevel_roi_align(rois: Tensor, features: Sequence[Tensor], pooled_size: PooledSize,
+                         spatial_scales: Optional[Sequence[float]] = None,
+                         sample_ratio: int = 2, min_level: int = 2, max_level: int = 5,
+                         canonical_scale: float = 224.0, canonical_level: int = 4,
+                         eps: float = 1e-6, aligned: bool = False,
+                         deterministic: bool = False) -> Tensor:
     """FPN roi pooling: each roi is pooled (ROIAlign) from the feature map of its pyramid
     level only, in one call; equal to GluonCV's ``FasterRCNN._pyramid_roi_feats`` in align
     mode (``contrib.ROIAlign`` on each level with the rois of other levels masked to -1, then
@@ -84,41 +68,18 @@ def multilevel_roi_align(rois, features, pooled_size, spatial_scales=None, sampl
         NumPy array or CuPy array (forward only; the gradient is
         :func:`multilevel_roi_align_backward`).
     """
-    features = _features(features)
-    named = {"features[%d]" % i: f for i, f in enumerate(features)}
-    kind = _dispatch.array_kind(OP, rois=rois, **named)
-    scales = _scales(spatial_scales, len(features), int(min_level))
-    if kind in ("ndarray", "symbol"):
-        F = _dispatch.mx_namespace(kind)
-        kw = dict(pooled_size=tuple(_pooled(pooled_size)), spatial_scales=tuple(scales),
-                  sample_ratio=sample_ratio, min_level=min_level, max_level=max_level,
-                  canonical_scale=canonical_scale, canonical_level=canonical_level, eps=eps,
-                  aligned=aligned)
-        if deterministic:
-            kw["deterministic"] = True
-        return F.frcnn_multilevel_roi_align(rois, *features, **kw)
-    args = _args(pooled_size, scales, sample_ratio, min_level, max_level, canonical_scale,
-                 canonical_level, eps, aligned)
-    shapes = [list(f.shape) for f in features]
-    if kind == "numpy":
-        _C.multilevel_roi_align_output_shape(list(rois.shape), shapes, *args)
-        arrays = _dispatch.numpy_inputs(rois, *features)
-        return _C.multilevel_roi_align(arrays[0], arrays[1:], *args)
-    dev = _dispatch.device(kind)
-    arrays, code = dev.inputs(OP, rois=rois, **named)
-    rois, features = arrays[0], arrays[1:]
-    out_shape = _C.multilevel_roi_align_output_shape(list(rois.shape), shapes, *args)
-    out = dev.empty(out_shape, rois.dtype)
-    dev.lib.multilevel_roi_align_gpu(code, dev.ptr(rois), [dev.ptr(f) for f in features],
-                                     dev.ptr(out), list(rois.shape), shapes, *args,
-                                     dev.stream())
-    return out
+    return run("frcnn_multilevel_roi_align", dict(rois=rois, features=features),
+               _attrs(locals()))
 
 
-def multilevel_roi_align_backward(grad, rois, feature_shapes, pooled_size, spatial_scales=None,
-                                  sample_ratio=2, min_level=2, max_level=5,
-                                  canonical_scale=224.0, canonical_level=4, eps=1e-6,
-                                  aligned=False, deterministic=False):
+def multilevel_roi_align_backward(grad: Tensor, rois: Tensor,
+                                  feature_shapes: Sequence[Sequence[int]],
+                                  pooled_size: PooledSize,
+                                  spatial_scales: Optional[Sequence[float]] = None,
+                                  sample_ratio: int = 2, min_level: int = 2, max_level: int = 5,
+                                  canonical_scale: float = 224.0, canonical_level: int = 4,
+                                  eps: float = 1e-6, aligned: bool = False,
+                                  deterministic: bool = False) -> List[Tensor]:
     """Gradients of :func:`multilevel_roi_align` w.r.t. every feature map, for NumPy and CuPy
     arrays (MXNet computes them through autograd).
 
@@ -132,32 +93,25 @@ def multilevel_roi_align_backward(grad, rois, feature_shapes, pooled_size, spati
         list of Tensor[N, C, H_i, W_i]: one gradient per feature map (overwritten, zero where
         no roi reads).
     """
-    kind = _dispatch.backward_kind(OP, "multilevel_roi_align_backward", grad=grad, rois=rois)
-    shapes = [[int(d) for d in s] for s in feature_shapes]
-    scales = _scales(spatial_scales, len(shapes), int(min_level))
-    args = _args(pooled_size, scales, sample_ratio, min_level, max_level, canonical_scale,
-                 canonical_level, eps, aligned)
-    out_shape = _C.multilevel_roi_align_output_shape(list(rois.shape), shapes, *args)
-    if tuple(grad.shape) != tuple(out_shape):
-        raise ValueError("%s: grad must have the output's shape %s, got %s" % (
-            OP, tuple(out_shape), tuple(grad.shape)))
-    if kind == "numpy":
-        grad, rois = _dispatch.numpy_inputs(grad, rois)
-        return _C.multilevel_roi_align_backward(grad, rois, shapes, *args)
-    dev = _dispatch.device(kind)
-    (grad, rois), code = dev.inputs(OP, grad=grad, rois=rois)
-    outs = [dev.empty(s, grad.dtype) for s in shapes]
-    dev.lib.multilevel_roi_align_backward_gpu(code, dev.ptr(grad), dev.ptr(rois),
-                                              [dev.ptr(o) for o in outs], list(rois.shape),
-                                              shapes, *args, bool(deterministic), dev.stream())
-    return outs
+    grads = run_backward("frcnn_multilevel_roi_align", "multilevel_roi_align_backward", grad,
+                         dict(rois=rois, features=[ShapeOnly(s) for s in feature_shapes]),
+                         _attrs(locals()))
+    return grads if isinstance(grads, list) else [grads]
 
 
-def multilevel_roi_levels(rois, min_level=2, max_level=5, canonical_scale=224.0,
-                          canonical_level=4, eps=1e-6):
+def multilevel_roi_levels(rois: np.ndarray, min_level: int = 2, max_level: int = 5,
+                          canonical_scale: float = 224.0, canonical_level: int = 4,
+                          eps: float = 1e-6) -> np.ndarray:
     """The FPN level of every roi (NumPy; int32, -1 where the level is NaN), by the rule of
     :func:`multilevel_roi_align`."""
-    import numpy as np
-    rois = np.ascontiguousarray(rois)
-    return _C.multilevel_roi_levels(rois, int(min_level), int(max_level), float(canonical_scale),
-                                    int(canonical_level), float(eps))
+    from ._lib import _C
+    return _C.multilevel_roi_levels(np.ascontiguousarray(rois), int(min_level), int(max_level),
+                                    float(canonical_scale), int(canonical_level), float(eps))
+
+
+def _attrs(args: dict) -> dict:
+    """The attributes of a call (spatial_scales: None -> the op's default, one per map)."""
+    attrs = {k: v for k, v in args.items()
+             if k not in ("rois", "features", "feature_shapes", "grad")}
+    attrs["deterministic"] = attrs["deterministic"] or None
+    return attrs

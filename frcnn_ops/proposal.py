@@ -1,12 +1,16 @@
 """proposal (the fused RPN proposal step) and nms (box_nms drop-in)."""
-from . import _dispatch
-from ._lib import _C
+from __future__ import annotations
+
+from ._dispatch import Tensor, run, run_backward
 
 __all__ = ["proposal", "nms", "nms_backward"]
 
 
-def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_nms_top_n=300,
-             threshold=0.7, rpn_min_size=16, std0=1.0, std1=1.0, std2=1.0, std3=1.0, clip=-1.0):
+def proposal(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
+             rpn_pre_nms_top_n: int = 6000, rpn_post_nms_top_n: int = 300,
+             threshold: float = 0.7, rpn_min_size: float = 16.0, std0: float = 1.0,
+             std1: float = 1.0, std2: float = 1.0, std3: float = 1.0,
+             clip: float = -1.0) -> Tensor:
     """RPN proposals: GluonCV's ``RPNProposal`` + ``box_nms`` + slice as one op.
 
     Per image: decode the deltas against the anchors (like :func:`box_decode` with
@@ -38,42 +42,17 @@ def proposal(scores, deltas, anchors, im_info, rpn_pre_nms_top_n=6000, rpn_post_
         CPU is computed in float32 and rounded once) or CuPy (float32/float64/float16, current
         stream, no host synchronisation).
     """
-    op = "frcnn_proposal"
-    kind = _dispatch.array_kind(op, scores=scores, deltas=deltas, anchors=anchors,
-                                im_info=im_info)
-    attrs = dict(rpn_pre_nms_top_n=int(rpn_pre_nms_top_n),
-                 rpn_post_nms_top_n=int(rpn_post_nms_top_n), threshold=float(threshold),
-                 rpn_min_size=float(rpn_min_size), std0=float(std0), std1=float(std1),
-                 std2=float(std2), std3=float(std3), clip=float(clip))
-    if kind in ("ndarray", "symbol"):
-        F = _dispatch.mx_namespace(kind)
-        return F.frcnn_proposal(scores, deltas, anchors, im_info, **attrs)
-    args = (attrs["rpn_pre_nms_top_n"], attrs["rpn_post_nms_top_n"], attrs["threshold"],
-            attrs["rpn_min_size"], [attrs["std0"], attrs["std1"], attrs["std2"], attrs["std3"]],
-            attrs["clip"])
-    if kind == "numpy":
-        _C.proposal_check(list(scores.shape), list(deltas.shape), list(anchors.shape),
-                          list(im_info.shape), *args)
-        scores, deltas, anchors, im_info = _dispatch.numpy_inputs(scores, deltas, anchors, im_info)
-        return _C.proposal(scores, deltas, anchors, im_info, *args)
-    dev = _dispatch.device(kind)
-    (deltas, scores, anchors, im_info), code = dev.inputs(
-        op, deltas=deltas, scores=scores, anchors=anchors, im_info=im_info)
-    _C.proposal_check(list(scores.shape), list(deltas.shape), list(anchors.shape),
-                      list(im_info.shape), *args)
-    out = dev.empty((deltas.shape[0], attrs["rpn_post_nms_top_n"], 5), deltas.dtype)
-    ws_bytes = dev.lib.proposal_workspace_gpu(code, list(deltas.shape), *args)
-    ws = dev.workspace(ws_bytes)
-    dev.lib.proposal_gpu(code, dev.ptr(scores), dev.ptr(deltas), dev.ptr(anchors),
-                         dev.ptr(im_info), dev.ptr(out), list(scores.shape), list(deltas.shape),
-                         list(anchors.shape), list(im_info.shape), *args, dev.ptr(ws), ws_bytes,
-                         dev.stream())
-    return out
+    return run("frcnn_proposal", dict(scores=scores, deltas=deltas, anchors=anchors,
+                                      im_info=im_info),
+               dict(rpn_pre_nms_top_n=rpn_pre_nms_top_n, rpn_post_nms_top_n=rpn_post_nms_top_n,
+                    threshold=threshold, rpn_min_size=rpn_min_size, std0=std0, std1=std1,
+                    std2=std2, std3=std3, clip=clip))
 
 
-def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, score_index=1,
-        id_index=-1, background_id=-1, force_suppress=False, in_format="corner",
-        out_format="corner"):
+def nms(data: Tensor, overlap_thresh: float = 0.5, valid_thresh: float = 0.0, topk: int = -1,
+        coord_start: int = 2, score_index: int = 1, id_index: int = -1, background_id: int = -1,
+        force_suppress: bool = False, in_format: str = "corner",
+        out_format: str = "corner") -> Tensor:
     """Non-maximum suppression, a drop-in for ``mx.nd.contrib.box_nms`` (same attributes).
 
     Per batch (every leading dim is a batch): rows with score > ``valid_thresh`` (strict) and,
@@ -107,33 +86,14 @@ def nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, scor
     The backward selects the kept rows again from ``data`` (deterministic). For NumPy and CuPy
     arrays it is :func:`nms_backward`.
     """
-    op = "frcnn_nms"
-    kind = _dispatch.array_kind(op, data=data)
-    attrs = dict(overlap_thresh=float(overlap_thresh), valid_thresh=float(valid_thresh),
-                 topk=int(topk), coord_start=int(coord_start), score_index=int(score_index),
-                 id_index=int(id_index), background_id=int(background_id),
-                 force_suppress=bool(force_suppress), in_format=str(in_format),
-                 out_format=str(out_format))
-    if kind in ("ndarray", "symbol"):
-        return _dispatch.mx_namespace(kind).frcnn_nms(data, **attrs)
-    args = list(attrs.values())
-    if kind == "numpy":
-        _C.nms_check(list(data.shape), *args)
-        (data,) = _dispatch.numpy_inputs(data)
-        return _C.nms(data, *args)
-    dev = _dispatch.device(kind)
-    (data,), code = dev.inputs(op, data=data)
-    out = dev.empty(data.shape, data.dtype)
-    ws_bytes = dev.lib.nms_workspace_gpu(code, list(data.shape), *args)
-    ws = dev.workspace(ws_bytes)
-    dev.lib.nms_gpu(code, dev.ptr(data), dev.ptr(out), list(data.shape), *args, dev.ptr(ws),
-                    ws_bytes, dev.stream())
-    return out
+    return run("frcnn_nms", dict(data=data), _nms_attrs(locals()))
 
 
-def nms_backward(grad, data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2,
-                 score_index=1, id_index=-1, background_id=-1, force_suppress=False,
-                 in_format="corner", out_format="corner"):
+def nms_backward(grad: Tensor, data: Tensor, overlap_thresh: float = 0.5,
+                 valid_thresh: float = 0.0, topk: int = -1, coord_start: int = 2,
+                 score_index: int = 1, id_index: int = -1, background_id: int = -1,
+                 force_suppress: bool = False, in_format: str = "corner",
+                 out_format: str = "corner") -> Tensor:
     """Gradient of :func:`nms` w.r.t. ``data`` for NumPy and CuPy arrays (MXNet computes it
     itself through the registered op): ``grad``'s row k goes to the input row of the k-th
     kept row, every other row is 0 (box_nms's gradient, see :func:`nms`).
@@ -145,26 +105,9 @@ def nms_backward(grad, data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coor
     Returns:
         Tensor[..., n, k]: gradient w.r.t. ``data``.
     """
-    op = "frcnn_nms"
-    kind = _dispatch.backward_kind(op, "nms_backward", grad=grad, data=data)
-    attrs = dict(overlap_thresh=float(overlap_thresh), valid_thresh=float(valid_thresh),
-                 topk=int(topk), coord_start=int(coord_start), score_index=int(score_index),
-                 id_index=int(id_index), background_id=int(background_id),
-                 force_suppress=bool(force_suppress), in_format=str(in_format),
-                 out_format=str(out_format))
-    args = list(attrs.values())
-    if kind == "numpy":
-        _C.nms_check(list(data.shape), *args)
-        grad, data = _dispatch.numpy_inputs(grad, data)
-        return _C.nms_backward(grad, data, *args)
-    dev = _dispatch.device(kind)
-    (data, grad), code = dev.inputs(op, data=data, grad=grad)
-    if grad.shape != data.shape:
-        raise ValueError("%s: grad must have the shape of data %s, got %s" % (
-            op, tuple(data.shape), tuple(grad.shape)))
-    out = dev.empty(data.shape, data.dtype)
-    ws_bytes = dev.lib.nms_workspace_gpu(code, list(data.shape), *args)
-    ws = dev.workspace(ws_bytes)
-    dev.lib.nms_backward_gpu(code, dev.ptr(grad), dev.ptr(data), dev.ptr(out), list(data.shape),
-                             *args, dev.ptr(ws), ws_bytes, dev.stream())
-    return out
+    return run_backward("frcnn_nms", "nms_backward", grad, dict(data=data),
+                        _nms_attrs(locals()))
+
+
+def _nms_attrs(args: dict) -> dict:
+    return {k: v for k, v in args.items() if k not in ("data", "grad")}

@@ -1,20 +1,18 @@
 """roi_align (= mx.nd.contrib.ROIAlign)."""
-from . import _dispatch
-from ._lib import _C
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+from ._dispatch import ShapeOnly, Tensor, run, run_backward
 
 __all__ = ["roi_align", "roi_align_backward"]
 
-
-def _pooled(pooled_size):
-    try:
-        v = [int(x) for x in pooled_size]
-    except TypeError:
-        v = [int(pooled_size)] * 2
-    return v
+PooledSize = Union[int, Sequence[int]]
 
 
-def roi_align(data, rois, pooled_size, spatial_scale, sample_ratio=-1, position_sensitive=False,
-              aligned=False, deterministic=False):
+def roi_align(data: Tensor, rois: Tensor, pooled_size: PooledSize, spatial_scale: float,
+              sample_ratio: int = -1, position_sensitive: bool = False, aligned: bool = False,
+              deterministic: bool = False) -> Tensor:
     """Pools each roi of a feature map to a fixed size by bilinear sampling (ROIAlign, He et
     al., Mask R-CNN); a drop-in for ``mx.nd.contrib.ROIAlign`` (same attributes, same output).
 
@@ -69,34 +67,16 @@ def roi_align(data, rois, pooled_size, spatial_scale, sample_ratio=-1, position_
         and rounded once; forward only: the gradient is :func:`roi_align_backward`) or CuPy array (float32/float64/float16, on CuPy's
         current stream; forward only, the backward is ``frcnn_ops._C.roi_align_backward_gpu``).
     """
-    op = "frcnn_roi_align"
-    kind = _dispatch.array_kind(op, data=data, rois=rois)
-    pooled = _pooled(pooled_size)
-    if kind in ("ndarray", "symbol"):
-        F = _dispatch.mx_namespace(kind)
-        kw = dict(pooled_size=tuple(pooled), spatial_scale=spatial_scale,
-                  sample_ratio=sample_ratio, position_sensitive=position_sensitive,
-                  aligned=aligned)
-        if deterministic:
-            kw["deterministic"] = True
-        return F.frcnn_roi_align(data, rois, **kw)
-    args = (pooled, float(spatial_scale), int(sample_ratio), bool(position_sensitive),
-            bool(aligned))
-    if kind == "numpy":
-        _C.roi_align_output_shape(list(data.shape), list(rois.shape), *args)
-        data, rois = _dispatch.numpy_inputs(data, rois)
-        return _C.roi_align(data, rois, *args)
-    dev = _dispatch.device(kind)
-    (data, rois), code = dev.inputs(op, data=data, rois=rois)
-    out_shape = _C.roi_align_output_shape(list(data.shape), list(rois.shape), *args)
-    out = dev.empty(out_shape, data.dtype)
-    dev.lib.roi_align_gpu(code, dev.ptr(data), dev.ptr(rois), dev.ptr(out), list(data.shape),
-                          list(rois.shape), *args, dev.stream())
-    return out
+    return run("frcnn_roi_align", dict(data=data, rois=rois),
+               dict(pooled_size=pooled_size, spatial_scale=spatial_scale,
+                    sample_ratio=sample_ratio, position_sensitive=position_sensitive,
+                    aligned=aligned, deterministic=deterministic or None))
 
 
-def roi_align_backward(grad, rois, data_shape, pooled_size, spatial_scale, sample_ratio=-1,
-                       position_sensitive=False, aligned=False, deterministic=False):
+def roi_align_backward(grad: Tensor, rois: Tensor, data_shape: Sequence[int],
+                       pooled_size: PooledSize, spatial_scale: float, sample_ratio: int = -1,
+                       position_sensitive: bool = False, aligned: bool = False,
+                       deterministic: bool = False) -> Tensor:
     """Gradient of :func:`roi_align` w.r.t. ``data``, for NumPy and CuPy arrays (MXNet computes
     it itself through the registered op).
 
@@ -113,21 +93,8 @@ def roi_align_backward(grad, rois, data_shape, pooled_size, spatial_scale, sampl
         Tensor[N, C, H, W]: gradient w.r.t. data (overwritten, not added to), zero where no
         valid roi reads.
     """
-    op = "frcnn_roi_align"
-    kind = _dispatch.backward_kind(op, "roi_align_backward", grad=grad, rois=rois)
-    shape = [int(s) for s in data_shape]
-    args = (_pooled(pooled_size), float(spatial_scale), int(sample_ratio),
-            bool(position_sensitive), bool(aligned))
-    out_shape = _C.roi_align_output_shape(shape, list(rois.shape), *args)
-    if tuple(grad.shape) != tuple(out_shape):
-        raise ValueError("%s: grad must have the output's shape %s, got %s" % (
-            op, tuple(out_shape), tuple(grad.shape)))
-    if kind == "numpy":
-        grad, rois = _dispatch.numpy_inputs(grad, rois)
-        return _C.roi_align_backward(grad, rois, shape, *args)
-    dev = _dispatch.device(kind)
-    (grad, rois), code = dev.inputs(op, grad=grad, rois=rois)
-    out = dev.empty(shape, grad.dtype)
-    dev.lib.roi_align_backward_gpu(code, dev.ptr(grad), dev.ptr(rois), dev.ptr(out), shape,
-                                   list(rois.shape), *args, bool(deterministic), dev.stream())
-    return out
+    return run_backward("frcnn_roi_align", "roi_align_backward", grad,
+                        dict(data=ShapeOnly(data_shape), rois=rois),
+                        dict(pooled_size=pooled_size, spatial_scale=spatial_scale,
+                             sample_ratio=sample_ratio, position_sensitive=position_sensitive,
+                             aligned=aligned, deterministic=deterministic or None))

@@ -53,7 +53,7 @@ def run_numpy(op, x):
     if op == "roi_align":
         return frcnn_ops.roi_align(x["data"], x["rois"], **ROI_KW)
     assert op == "roi_align_backward"
-    return frcnn_ops._C.roi_align_backward(x["grad"], x["rois"], list(x["data"].shape), [7, 7],
+    return frcnn_ops.roi_align_backward(x["grad"], x["rois"], list(x["data"].shape), [7, 7],
                                            1 / 16, 2, False, False)
 
 

@@ -34,10 +34,9 @@ def boxes(rng, shape, scale=100.0):
 def test_module_flags(emu):
     assert emu.emulated and not emu.has_cuda
     assert frcnn_ops._C.emulated is False
-    for name in ("box_decode_gpu", "box_decode_backward_gpu", "clip_boxes_gpu",
-                 "clip_boxes_backward_gpu", "proposal_workspace_gpu", "proposal_gpu",
-                 "nms_workspace_gpu", "nms_gpu", "roi_align_gpu", "roi_align_backward_gpu"):
+    for name in ("workspace_gpu", "run_gpu", "infer_shape", "forward", "backward", "schema"):
         assert hasattr(emu, name), name
+    assert [s["name"] for s in emu.schema()] == [s["name"] for s in frcnn_ops._C.schema()]
 
 
 # ---- the kernels against the CPU path ---------------------------------------------------------

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.cuda_emu, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MUTATIONS = [
-    ("csrc/proposal/nms_cuda.cuh", "if (iou > thresh) bits", "if (iou >= thresh) bits"),
+    ("csrc/nms/nms_cuda.cuh", "if (iou > thresh) bits", "if (iou >= thresh) bits"),
     ("csrc/roi_align/roi_align_cuda_kernels.cuh", "for (int pw = pw_lo; pw < pw_hi; ++pw)",
      "for (int pw = pw_lo; pw <= pw_hi; ++pw)"),
 ]

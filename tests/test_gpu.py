@@ -250,10 +250,10 @@ def test_nms_refuses_2_31_rows_before_sizing(dev):
     """The refusal names the op and comes before CUB's size query (which would overflow)."""
     lib = frcnn_ops._dispatch.device("cupy" if dev.real else "emu").lib
     with pytest.raises(RuntimeError, match="frcnn_nms: 2 batches x 1073741825 rows"):
-        lib.nms_workspace_gpu(0, [2, 2 ** 30 + 1, 6], 0.5, 0.0, -1, 2, 1, -1, -1, False,
-                              "corner", "corner")
+        lib.workspace_gpu("frcnn_nms", False, 0, [[2, 2 ** 30 + 1, 6]], {})
     with pytest.raises(RuntimeError, match="frcnn_proposal: 2 images x 1073741825 anchors"):
-        lib.proposal_workspace_gpu(0, [2, 2 ** 30 + 1, 4], 6000, 300, 0.7, 16.0, [1.0] * 4, -1.0)
+        lib.workspace_gpu("frcnn_proposal", False, 0, [[2, 2 ** 30 + 1, 1], [2, 2 ** 30 + 1, 4],
+                                                       [1, 2 ** 30 + 1, 4], [2, 3]], {})
 
 
 # ---- roi_align -----------------------------------------------------------------------------
@@ -474,8 +474,8 @@ def test_sync_check_names_the_failing_kernel(dev, tmp_path, sync_check):
     import sys
     code = ("import cupy as cp, frcnn_ops\n"
             "try:\n"
-            "    frcnn_ops._C.box_decode_gpu(0, 256, 256, 256, [1, 1000, 4], [1, 1000, 4],\n"
-            "                                [1.0] * 4, -1.0, 'corner', 0)\n"
+            "    frcnn_ops._C.run_gpu('frcnn_box_decode', False, 0, 0, [256, 256],\n"
+            "                         [[1, 1000, 4], [1, 1000, 4]], [256], {}, 0, 0, 0)\n"
             "    print('launch returned')\n"
             "except RuntimeError as e:\n"
             "    print('raised:', e)\n")

@@ -91,7 +91,7 @@ def _calls(mx):
                                                rpn_pre_nms_top_n=32, rpn_post_nms_top_n=8),
         "nms": lambda: frcnn_ops.nms(nms, coord_start=1, score_index=0),
         "roi_align": lambda: frcnn_ops.roi_align(data, rois, **roi_kw),
-        "roi_align_backward": lambda: frcnn_ops._C.roi_align_backward(
+        "roi_align_backward": lambda: frcnn_ops.roi_align_backward(
             grad, rois, [1, 4, 8, 8], [2, 2], 0.25, 2, False, False),
     }
     nd = {k: mx.nd.array(v) for k, v in dict(anchors=anchors, deltas=deltas, scores=scores,

@@ -212,7 +212,7 @@ def test_roi_align_property(mx, case):
         ours = frcnn_ops.roi_align(data, rois, **kw)
         np.testing.assert_allclose(ours, ref.roi_align(data, rois, **kw), **tol)
         grad = rng.normal(size=ours.shape).astype(dt)
-        g = frcnn_ops._C.roi_align_backward(grad, rois, list(data.shape), list(kw["pooled_size"]),
+        g = frcnn_ops.roi_align_backward(grad, rois, list(data.shape), list(kw["pooled_size"]),
                                             kw["spatial_scale"], kw["sample_ratio"],
                                             kw["position_sensitive"], kw["aligned"])
         np.testing.assert_allclose(g, ref.roi_align_backward(grad, rois, data.shape, **kw), **tol)
@@ -237,7 +237,7 @@ def test_roi_align_property(mx, case):
     # not bitwise: samples reading the same pixel are merged (relative + absolute tolerance)
     ctol = dict(rtol=1e-4, atol=1e-5) if dt == np.float32 else dict(rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(ours[ok], y2.asnumpy(), **ctol)
-    g_safe = frcnn_ops._C.roi_align_backward(
+    g_safe = frcnn_ops.roi_align_backward(
         grad[ok], safe, list(data.shape), list(kw["pooled_size"]), kw["spatial_scale"],
         kw["sample_ratio"], kw["position_sensitive"], kw["aligned"])
     np.testing.assert_allclose(g_safe, x2.grad.asnumpy(), **ctol)

@@ -190,7 +190,7 @@ def test_proposal_bad_input(mx):
         with pytest.raises(mx.base.MXNetError, match="frcnn_proposal") as e:
             frcnn_ops.proposal(*[mx.nd.array(x) for x in args], **kw).wait_to_read()
         assert msg in str(e.value)
-    with pytest.raises(TypeError, match="frcnn_proposal: scores must have the dtype"):
+    with pytest.raises(TypeError, match="frcnn_proposal: deltas must have the dtype of scores"):
         frcnn_ops.proposal(s.astype(np.float64), d, a, i)
 
 

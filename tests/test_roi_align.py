@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import frcnn_ops
-from frcnn_ops import _C
+from frcnn_ops import _C, _dispatch
 from frcnn_ops import reference as ref
 
 OP = "frcnn_roi_align"
@@ -51,7 +51,7 @@ def _kw(cfg, scale):
 
 def _backward_np(g, rois, shape, cfg, scale):
     ps, sr, psn, al = cfg
-    return _C.roi_align_backward(g, rois, list(shape), list(ps), scale, sr, psn, al)
+    return frcnn_ops.roi_align_backward(g, rois, list(shape), list(ps), scale, sr, psn, al)
 
 
 def _tol(dtype):
@@ -90,7 +90,7 @@ def test_zero_rois(mx):
     data = np.ones((1, 4, 6, 6), np.float32)
     rois = np.zeros((0, 5), np.float32)
     assert frcnn_ops.roi_align(data, rois, 2, 1.0).shape == (0, 4, 2, 2)
-    gd = _C.roi_align_backward(np.zeros((0, 4, 2, 2), np.float32), rois, [1, 4, 6, 6], [2, 2],
+    gd = frcnn_ops.roi_align_backward(np.zeros((0, 4, 2, 2), np.float32), rois, [1, 4, 6, 6], [2, 2],
                                1.0, -1, False, False)
     assert gd.shape == data.shape and not gd.any()
     # MXNet 1.x's legacy shapes read a 0 as "unknown": zero-size arrays need np_shape
@@ -119,7 +119,7 @@ def test_invalid_batch_index_gives_zeros(rng, R):
     # no gradient flows from them
     g = np.zeros_like(out)
     g[:len(bad)] = 1
-    gd = _C.roi_align_backward(g, rois, list(data.shape), [2, 2], 0.25, -1, False, False)
+    gd = frcnn_ops.roi_align_backward(g, rois, list(data.shape), [2, 2], 0.25, -1, False, False)
     assert not gd.any()
 
 
@@ -139,10 +139,10 @@ def test_nonfinite_rois_give_zeros(rng, aligned):
         assert not out[:4].any()
         assert not out[5].any()  # wholly outside the map
         g = np.ones_like(out)
-        gd = _C.roi_align_backward(g, rois, list(data.shape), [3, 3], 0.25, sr, False, aligned)
+        gd = frcnn_ops.roi_align_backward(g, rois, list(data.shape), [3, 3], 0.25, sr, False, aligned)
         assert np.isfinite(gd).all()
         g[4:] = 0
-        assert not _C.roi_align_backward(g, rois, list(data.shape), [3, 3], 0.25, sr, False,
+        assert not frcnn_ops.roi_align_backward(g, rois, list(data.shape), [3, 3], 0.25, sr, False,
                                          aligned).any()
 
 
@@ -366,7 +366,7 @@ def test_bad_input_numpy():
     with pytest.raises(TypeError, match=OP + ": data must be an MXNet NDArray"):
         frcnn_ops.roi_align([[0]], np.zeros((1, 5)), 2, 1.0)
     with pytest.raises(ValueError, match=OP + ": grad must have the output's shape"):
-        _C.roi_align_backward(np.zeros((3, 8, 2, 3), np.float32), np.zeros((3, 5), np.float32),
+        frcnn_ops.roi_align_backward(np.zeros((3, 8, 2, 3), np.float32), np.zeros((3, 5), np.float32),
                               [1, 8, 6, 6], [2, 2], 1.0, -1, False, False)
 
 
@@ -376,13 +376,12 @@ def test_output_shape_check_used_by_the_cupy_path():
         kw = dict(dict(pooled_size=(2, 2), spatial_scale=1.0, sample_ratio=-1,
                        position_sensitive=False, aligned=False), **kw)
         with pytest.raises(ValueError, match=OP) as e:
-            _C.roi_align_output_shape(list(args[0].shape), list(args[1].shape),
-                                      list(kw["pooled_size"]), kw["spatial_scale"],
-                                      kw["sample_ratio"], kw["position_sensitive"],
-                                      kw["aligned"])
+            _C.infer_shape(OP, [list(args[0].shape), list(args[1].shape)],
+                           _dispatch.attrs_text(kw))
         assert msg in str(e.value)
-    assert _C.roi_align_output_shape([2, 18, 5, 5], [7, 5], [3, 3], 0.5, 2, True, False) == [
-        7, 2, 3, 3]
+    assert _C.infer_shape(OP, [[2, 18, 5, 5], [7, 5]], _dispatch.attrs_text(dict(
+        pooled_size=(3, 3), spatial_scale=0.5, sample_ratio=2, position_sensitive=True))) == [
+        [7, 2, 3, 3]]
 
 
 def test_bad_input_mxnet(mx):

@@ -7,16 +7,13 @@
 #include <vector>
 
 #include "box_coder/box_coder_math.h"
+#include "common/checks.h"
 #include "common/host_device.h"
 
 namespace frcnn {
 
-using Shape = std::vector<int64_t>;
-
-// Shape checks shared by every front end. They return "" when the shapes are valid and
-// otherwise a message naming the argument, the expectation and what came.
-std::string box_decode_check(const Shape& data, const Shape& anchors);
-std::string clip_boxes_check(const Shape& boxes, const Shape& im_info);
+// The ops frcnn_box_decode and frcnn_clip_boxes (schema, validation, device choice) are in
+// box_coder.cpp; the kernels below trust their arguments.
 
 // data, out: (B, N, 4); anchors: (1 or B, N, 4) (anchor_batch = 1 or B).
 void box_decode_cpu(DType dt, const void* data, const void* anchors, void* out, int64_t B,

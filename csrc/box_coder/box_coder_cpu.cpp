@@ -13,31 +13,6 @@
 
 namespace frcnn {
 
-std::string box_decode_check(const Shape& data, const Shape& anchors) {
-  if (data.size() != 3 || data[2] != 4)
-    return "data must have shape (B, N, 4), got " + shape_str(data);
-  if (anchors.size() != 3 || anchors[2] != 4)
-    return "anchors must have shape (1, N, 4) or (B, N, 4), got " + shape_str(anchors);
-  if (anchors[1] != data[1])
-    return "anchors must have N = " + std::to_string(data[1]) + " rows like data " +
-           shape_str(data) + ", got " + shape_str(anchors);
-  if (anchors[0] != 1 && anchors[0] != data[0])
-    return "anchors batch must be 1 or B = " + std::to_string(data[0]) + ", got " +
-           shape_str(anchors);
-  return "";
-}
-
-std::string clip_boxes_check(const Shape& boxes, const Shape& im_info) {
-  if (boxes.size() != 3 || boxes[2] != 4)
-    return "boxes must have shape (B, N, 4), got " + shape_str(boxes);
-  if (im_info.size() != 2 || im_info[1] < 2)
-    return "im_info must have shape (B, >=2) = [height, width, ...], got " + shape_str(im_info);
-  if (im_info[0] != boxes[0])
-    return "im_info must have one row per image: B = " + std::to_string(boxes[0]) +
-           ", got " + shape_str(im_info);
-  return "";
-}
-
 namespace {
 
 // Boxes per thread below which a second thread is not worth it: about 0.3 ms of decoding.
@@ -81,16 +56,9 @@ inline __attribute__((always_inline)) double exp_poly(double x) {
   return q * scale;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define FRCNN_DECODE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FRCNN_DECODE_CLONES
-#endif
-
 // float boxes [begin, end): exponent inputs, then their exps in one vector loop, then the rest
 // of the decode (decode_exp_inputs / decode_finish: the same math as decode_box).
-FRCNN_DECODE_CLONES
+FRCNN_CLONES
 void decode_float_range(const float* data, const float* anchors, float* out, int64_t begin,
                         int64_t end, int64_t N, int64_t anchor_batch, const BoxDecodeParams& p) {
   constexpr int kChunk = 256;

@@ -12,6 +12,9 @@
 
 namespace frcnn {
 
+// A tensor shape, every front end's and kernel's.
+using Shape = std::vector<int64_t>;
+
 inline std::string shape_str(const std::vector<int64_t>& s) {
   std::ostringstream os;
   os << "(";

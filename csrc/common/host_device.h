@@ -26,6 +26,16 @@
 #define HOST_DEVICE_INLINE inline
 #endif
 
+// CPU hot loops compiled for AVX-512, AVX2 and baseline x86-64, picked at load time (GCC's
+// target_clones). Compiled out under ASan: GCC cannot clone instrumented functions
+// (tools/sanitizer_suppressions.md).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__CUDACC__) && !defined(__SANITIZE_ADDRESS__)
+#define FRCNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FRCNN_CLONES
+#endif
+
 namespace frcnn {
 
 HOST_DEVICE_INLINE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -3,51 +3,10 @@
 #include "common/checks.h"
 #include "common/half_cpu.h"
 #include "common/parallel.h"
-#include "proposal/nms_cpu.h"
+#include "nms/nms_cpu.h"
 #include "proposal/proposal.h"
 
 namespace frcnn {
-
-std::string proposal_check(const Shape& scores, const Shape& deltas, const Shape& anchors,
-                           const Shape& im_info) {
-  if (deltas.size() != 3 || deltas[2] != 4)
-    return "deltas must have shape (B, N, 4), got " + shape_str(deltas);
-  const int64_t B = deltas[0], N = deltas[1];
-  const bool scores_ok = (scores.size() == 3 && scores[2] == 1) || scores.size() == 2;
-  if (!scores_ok) return "scores must have shape (B, N, 1), got " + shape_str(scores);
-  if (scores[0] != B || scores[1] != N)
-    return "scores " + shape_str(scores) + " and deltas " + shape_str(deltas) +
-           " must have the same B and N";
-  if (anchors.size() != 3 || anchors[2] != 4)
-    return "anchors must have shape (1, N, 4), got " + shape_str(anchors);
-  if (anchors[1] != N)
-    return "anchors must have N = " + std::to_string(N) + " rows like deltas " +
-           shape_str(deltas) + ", got " + shape_str(anchors);
-  if (anchors[0] != 1 && anchors[0] != B)
-    return "anchors batch must be 1 or B = " + std::to_string(B) + ", got " + shape_str(anchors);
-  if (im_info.size() != 2 || im_info[1] < 2)
-    return "im_info must have shape (B, >=2) = [height, width, ...], got " + shape_str(im_info);
-  if (im_info[0] != B)
-    return "im_info must have one row per image: B = " + std::to_string(B) + ", got " +
-           shape_str(im_info);
-  if (N > 0xFFFFFFFFll) return "N must be below 2^32, got " + std::to_string(N);
-  return "";
-}
-
-std::string proposal_check_params(const ProposalParams& p) {
-  if (p.pre_nms < 1)
-    return "rpn_pre_nms_top_n must be >= 1, got " + std::to_string(p.pre_nms);
-  if (p.post_nms < 1)
-    return "rpn_post_nms_top_n must be >= 1, got " + std::to_string(p.post_nms);
-  if (p.pre_nms < p.post_nms)
-    return "rpn_pre_nms_top_n (" + std::to_string(p.pre_nms) +
-           ") must be >= rpn_post_nms_top_n (" + std::to_string(p.post_nms) + ")";
-  if (!(p.threshold >= 0.f && p.threshold <= 1.f))
-    return "threshold must be in [0, 1], got " + std::to_string(p.threshold);
-  if (!(p.min_size >= 0.f) || std::isinf(p.min_size))
-    return "rpn_min_size must be a finite number >= 0, got " + std::to_string(p.min_size);
-  return "";
-}
 
 namespace {
 

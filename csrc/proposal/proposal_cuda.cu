@@ -3,7 +3,7 @@
 //   test in score order -> compaction of the first pre_nms valid boxes (CUB scan) ->
 //   bitmask IoU -> greedy pass on the device with an early exit at post_nms -> output.
 #include "box_coder/box_coder_math.h"
-#include "proposal/nms_cuda.cuh"
+#include "nms/nms_cuda.cuh"
 #include "proposal/proposal.h"
 
 namespace frcnn {

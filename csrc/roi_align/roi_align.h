@@ -6,22 +6,20 @@
 #include <string>
 #include <vector>
 
+#include "common/checks.h"
 #include "common/host_device.h"
 #include "roi_align/roi_align_math.h"
 
 namespace frcnn {
 
-using Shape = std::vector<int64_t>;
+// The op frcnn_roi_align (schema, validation, the deterministic policy, device choice) is in
+// roi_align.cpp; the launchers below trust their arguments.
 
-// Attribute checks ("" or a message naming the attribute).
+// "" or a message naming the attribute (also checks each level of multilevel_roi_align).
 std::string roi_align_check_params(const RoiAlignParams& p);
-// Shape checks shared by every front end: data (N, C, H, W), rois (R, 5). On success
-// *out (when given) is the output shape (R, C_out, ph, pw).
-std::string roi_align_check(const Shape& data, const Shape& rois, const RoiAlignParams& p,
-                            Shape* out = nullptr);
-
-// True when FRCNN_DETERMINISTIC is set to something other than "" or "0".
-bool roi_align_deterministic_env();
+// The GPU backward runs in a fixed order when the call asks for it or FRCNN_DETERMINISTIC is
+// set to anything but "" or "0" (docs: frcnn_ops.roi_align).
+bool roi_align_deterministic(bool requested);
 
 // data: (N, C, H, W); rois: (R, 5); out: (R, C_out, ph, pw) with C_out = C, or
 // C / (ph * pw) when position sensitive. Rois with an invalid batch index give zeros.

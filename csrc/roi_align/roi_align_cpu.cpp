@@ -37,52 +37,6 @@
 
 namespace frcnn {
 
-std::string roi_align_check_params(const RoiAlignParams& p) {
-  if (p.pooled_h <= 0 || p.pooled_w <= 0)
-    return "pooled_size must be positive, got (" + std::to_string(p.pooled_h) + ", " +
-           std::to_string(p.pooled_w) + ")";
-  if (static_cast<int64_t>(p.pooled_h) * p.pooled_w > kMaxBins)
-    return "pooled_size must have pooled_h * pooled_w <= " + std::to_string(kMaxBins) +
-           " bins, got (" + std::to_string(p.pooled_h) + ", " + std::to_string(p.pooled_w) +
-           ")";
-  if (p.sample_ratio > kMaxAdaptiveGrid)
-    return "sample_ratio must be <= " + std::to_string(kMaxAdaptiveGrid) +
-           " (samples per bin and axis; <= 0: adaptive), got " + std::to_string(p.sample_ratio);
-  if (!(p.spatial_scale > 0.f) || !std::isfinite(p.spatial_scale))
-    return "spatial_scale must be a positive finite number, got " +
-           std::to_string(p.spatial_scale);
-  return "";
-}
-
-std::string roi_align_check(const Shape& data, const Shape& rois, const RoiAlignParams& p,
-                            Shape* out) {
-  std::string err = roi_align_check_params(p);
-  if (!err.empty()) return err;
-  if (data.size() != 4) return "data must have shape (N, C, H, W), got " + shape_str(data);
-  if (rois.size() != 2 || rois[1] != 5)
-    return "rois must have shape (R, 5) = [batch_index, x1, y1, x2, y2], got " +
-           shape_str(rois);
-  if (data[2] < 1 || data[3] < 1)
-    return "data must have H >= 1 and W >= 1, got " + shape_str(data);
-  if (data[2] * data[3] > INT32_MAX)
-    return "data H * W must be below 2^31, got " + shape_str(data);
-  const int64_t bins = static_cast<int64_t>(p.pooled_h) * p.pooled_w;
-  int64_t c_out = data[1];
-  if (p.position_sensitive) {
-    if (data[1] % bins != 0)
-      return "position_sensitive needs C divisible by pooled_h * pooled_w = " +
-             std::to_string(bins) + ", got data " + shape_str(data);
-    c_out = data[1] / bins;
-  }
-  if (out) *out = {rois[0], c_out, p.pooled_h, p.pooled_w};
-  return "";
-}
-
-bool roi_align_deterministic_env() {
-  const char* v = std::getenv("FRCNN_DETERMINISTIC");
-  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
-}
-
 namespace {
 
 // Channels per block in the blocked layout (64 floats / 32 doubles: 256 bytes a pixel).
@@ -170,9 +124,7 @@ void transpose_scalar(const T* src, int64_t rows, int64_t cols, int64_t lds, T* 
 }
 
 #if defined(__SSE2__)
-// 4 x 4 blocks of floats with SSE (baseline x86-64), scalar edges. kStream: write dst with
-// non-temporal stores (dst and ldd must keep every 4-float row segment 16-byte aligned):
-// for the forward output, written once and far larger than the caches.
+// 4 x 4 blocks of floats with SSE (baseline x86-64), scalar edges; plain stores.
 inline void transpose_f32(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
                           int64_t ldd) {
   // 16 x 16 tiles (whole cache lines on both sides), 4 x 4 SSE blocks inside
@@ -320,12 +272,6 @@ void transpose_out(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst
 }
 
 // ---- Hot loops, compiled for AVX-512, AVX2 and baseline x86-64 ---------------------------
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define FRCNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FRCNN_CLONES
-#endif
-
 // 256 bytes of channels as four 64-byte GCC vectors: one zmm each with AVX-512, split into
 // ymm / xmm pairs by the other clones (explicit vectors: GCC's unroll-and-jam of the plain
 // loops produced scalar code).

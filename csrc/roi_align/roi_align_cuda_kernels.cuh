@@ -21,7 +21,7 @@
 #include <string>
 
 #include "common/cuda_utils.cuh"
-#include "roi_align/multilevel_roi_align_math.h"
+#include "multilevel_roi_align/multilevel_roi_align_math.h"
 #include "roi_align/roi_align_math.h"
 
 namespace frcnn {

@@ -1,6 +1,6 @@
 // multilevel_roi_align on CUDA: the roi_align kernels (roi_align_cuda_kernels.cuh) over a
 // MapSet of all levels; each roi's block picks the map of its level (roi_level_index).
-#include "roi_align/multilevel_roi_align.h"
+#include "multilevel_roi_align/multilevel_roi_align.h"
 #include "roi_align/roi_align_cuda_kernels.cuh"
 
 namespace frcnn {

@@ -11,78 +11,13 @@
 #include "common/checks.h"
 #include "common/half_cpu.h"
 #include "common/parallel.h"
-#include "roi_align/multilevel_roi_align.h"
+#include "multilevel_roi_align/multilevel_roi_align.h"
 #include "roi_align/roi_align.h"
 
 namespace frcnn {
 
 namespace {
 constexpr const char* kOp = "frcnn_multilevel_roi_align";
-
-std::string feature_name(size_t i) { return "features[" + std::to_string(i) + "]"; }
-}  // namespace
-
-std::string multilevel_roi_align_check_params(const MultiLevelParams& mp) {
-  const LevelRule& r = mp.rule;
-  const size_t n = mp.spatial_scales.size();
-  if (n < 1 || n > static_cast<size_t>(kMaxLevels))
-    return "spatial_scales must have 1 to " + std::to_string(kMaxLevels) +
-           " values (one per feature map), got " + std::to_string(n);
-  if (r.min_level > r.max_level)
-    return "min_level must be <= max_level, got min_level " + std::to_string(r.min_level) +
-           " and max_level " + std::to_string(r.max_level);
-  const int64_t levels = static_cast<int64_t>(r.max_level) - r.min_level + 1;
-  if (levels > static_cast<int64_t>(n))
-    return "levels min_level .. max_level (" + std::to_string(r.min_level) + " .. " +
-           std::to_string(r.max_level) + ") need " + std::to_string(levels) +
-           " feature maps, but spatial_scales has " + std::to_string(n) + " values";
-  if (!(r.canonical_scale > 0.0) || !std::isfinite(r.canonical_scale))
-    return "canonical_scale must be a positive finite number, got " +
-           std::to_string(r.canonical_scale);
-  if (!(r.eps >= 0.0) || !std::isfinite(r.eps))
-    return "eps must be a finite number >= 0, got " + std::to_string(r.eps);
-  if (mp.p.position_sensitive) return "position_sensitive is not supported";
-  for (size_t i = 0; i < n; ++i) {
-    RoiAlignParams p = mp.p;
-    p.spatial_scale = mp.spatial_scales[i];
-    std::string err = roi_align_check_params(p);
-    if (!err.empty()) {
-      if (err.rfind("spatial_scale", 0) == 0)
-        err = "spatial_scales[" + std::to_string(i) + "]" + err.substr(13);
-      return err;
-    }
-  }
-  return "";
-}
-
-std::string multilevel_roi_align_check(const Shape& rois, const std::vector<Shape>& features,
-                                       const MultiLevelParams& mp, Shape* out) {
-  std::string err = multilevel_roi_align_check_params(mp);
-  if (!err.empty()) return err;
-  if (features.size() != mp.spatial_scales.size())
-    return "got " + std::to_string(features.size()) + " feature maps but spatial_scales has " +
-           std::to_string(mp.spatial_scales.size()) + " values (one per feature map)";
-  if (rois.size() != 2 || rois[1] != 5)
-    return "rois must have shape (R, 5) = [batch_index, x1, y1, x2, y2], got " +
-           shape_str(rois);
-  for (size_t i = 0; i < features.size(); ++i) {
-    const Shape& f = features[i];
-    if (f.size() != 4)
-      return feature_name(i) + " must have shape (N, C, H, W), got " + shape_str(f);
-    if (f[2] < 1 || f[3] < 1)
-      return feature_name(i) + " must have H >= 1 and W >= 1, got " + shape_str(f);
-    if (f[2] * f[3] > INT32_MAX)
-      return feature_name(i) + " H * W must be below 2^31, got " + shape_str(f);
-    if (f[0] != features[0][0] || f[1] != features[0][1])
-      return feature_name(i) + " must have the N and C of features[0] (" +
-             std::to_string(features[0][0]) + ", " + std::to_string(features[0][1]) +
-             "), got " + shape_str(f);
-  }
-  if (out) *out = {rois[0], features[0][1], mp.p.pooled_h, mp.p.pooled_w};
-  return "";
-}
-
-namespace {
 
 template <typename T>
 void levels_impl(const T* rois, int64_t R, const LevelRule& rule, int32_t* idx) {

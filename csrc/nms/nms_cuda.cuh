@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #include "common/cuda_utils.cuh"
-#include "proposal/nms_math.h"
+#include "nms/nms_math.h"
 
 namespace frcnn {
 namespace nms_dev {

@@ -1,12 +1,6 @@
-#include "proposal/nms_cpu.h"
+#include "nms/nms_cpu.h"
 
 namespace frcnn {
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FRCNN_NO_CLONES)
-#define FRCNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FRCNN_CLONES
-#endif
 
 FRCNN_CLONES
 int greedy_nms(const BoxList<float>& cand, int n, float thresh, bool center, bool by_class,

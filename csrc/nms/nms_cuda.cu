@@ -2,8 +2,8 @@
 //   keys (score > valid_thresh, id != background) -> segmented stable radix sort per batch ->
 //   gather the first topk -> bitmask IoU (per class unless force_suppress) -> greedy pass on
 //   the device -> kept rows copied in order, -1 elsewhere.
-#include "proposal/nms_cuda.cuh"
-#include "proposal/proposal.h"
+#include "nms/nms_cuda.cuh"
+#include "nms/nms.h"
 
 namespace frcnn {
 namespace {

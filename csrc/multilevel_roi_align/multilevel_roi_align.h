@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "common/checks.h"
 #include "common/host_device.h"
-#include "roi_align/multilevel_roi_align_math.h"
+#include "multilevel_roi_align/multilevel_roi_align_math.h"
 #include "roi_align/roi_align_math.h"
 
 namespace frcnn {
 
-using Shape = std::vector<int64_t>;
 
 struct MultiLevelParams {
   RoiAlignParams p;                 // pooled size, sample_ratio, aligned (spatial_scale unused)
@@ -22,13 +22,13 @@ struct MultiLevelParams {
   std::vector<float> spatial_scales;  // one per feature map (their number)
 };
 
-// Attribute checks ("" or a message naming the attribute).
-std::string multilevel_roi_align_check_params(const MultiLevelParams& p);
-// rois (R, 5); features[i] (N, C, H_i, W_i), one per spatial scale. On success *out (when
-// given) is the output shape (R, C, ph, pw).
-std::string multilevel_roi_align_check(const Shape& rois, const std::vector<Shape>& features,
-                                       const MultiLevelParams& p, Shape* out = nullptr);
+// The op frcnn_multilevel_roi_align (schema, validation, device choice) is in
+// multilevel_roi_align.cpp; the launchers below trust their arguments.
 
+// Level of each roi after checking the rule and the rois' shape (InputError), for
+// frcnn_ops.multilevel_roi_levels (multilevel_roi_align.cpp).
+void multilevel_roi_levels(DType dt, const void* rois, const Shape& rs, const LevelRule& rule,
+                           int32_t* level_out);
 // Level of each roi (min_level .. max_level, or -1 for a NaN level) into level_out (R int32).
 void multilevel_roi_levels_cpu(DType dt, const void* rois, int64_t R, const LevelRule& rule,
                                int32_t* level_out);

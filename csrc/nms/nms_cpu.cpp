@@ -4,46 +4,10 @@
 #include "common/checks.h"
 #include "common/half_cpu.h"
 #include "common/parallel.h"
-#include "proposal/nms_cpu.h"
-#include "proposal/proposal.h"
+#include "nms/nms_cpu.h"
+#include "nms/nms.h"
 
 namespace frcnn {
-
-std::string nms_check(const Shape& data, const NmsParams& p) {
-  if (data.size() < 2)
-    return "data must have shape (..., n, width) with at least 2 dims, got " + shape_str(data);
-  const int64_t width = data.back();
-  const int64_t expected = p.id_index >= 0 ? 6 : 5;
-  if (width < expected)
-    return "data's last dim must hold at least " + std::to_string(expected) +
-           " values (score, 4 coordinates" + (p.id_index >= 0 ? ", id" : "") + "), got " +
-           shape_str(data);
-  if (p.score_index < 0 || p.score_index >= width)
-    return "score_index " + std::to_string(p.score_index) + " is out of range [0, " +
-           std::to_string(width) + ")";
-  if (p.coord_start < 0 || p.coord_start + 3 >= width)
-    return "coordinates [coord_start, coord_start + 3] = [" + std::to_string(p.coord_start) +
-           ", " + std::to_string(p.coord_start + 3) + "] are out of range [0, " +
-           std::to_string(width) + ")";
-  if (p.score_index >= p.coord_start && p.score_index <= p.coord_start + 3)
-    return "score_index " + std::to_string(p.score_index) + " overlaps the coordinates [" +
-           std::to_string(p.coord_start) + ", " + std::to_string(p.coord_start + 3) + "]";
-  if (p.id_index >= 0) {
-    if (p.id_index >= width)
-      return "id_index " + std::to_string(p.id_index) + " is out of range [0, " +
-             std::to_string(width) + ")";
-    if (p.id_index >= p.coord_start && p.id_index <= p.coord_start + 3)
-      return "id_index " + std::to_string(p.id_index) + " overlaps the coordinates [" +
-             std::to_string(p.coord_start) + ", " + std::to_string(p.coord_start + 3) + "]";
-    if (p.id_index == p.score_index)
-      return "id_index and score_index are both " + std::to_string(p.id_index);
-  }
-  if (!(p.overlap_thresh == p.overlap_thresh))
-    return "overlap_thresh must be a number, got nan";
-  int64_t n = data[data.size() - 2];
-  if (n > 0x7FFFFFFFll) return "n must be below 2^31, got " + std::to_string(n);
-  return "";
-}
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "proposal/nms_math.h"
-#include "proposal/radix_sort.h"
+#include "nms/nms_math.h"
+#include "nms/radix_sort.h"
 
 namespace frcnn {
 

@@ -1,0 +1,111 @@
+// The op frcnn_proposal: GluonCV's RPN proposal path (RPNProposal + box_nms + slice) as one
+// op: schema, validation and device choice. Kernels: proposal_cpu.cpp / proposal_cuda.cu.
+#include <cmath>
+
+#include "common/op.h"
+#include "proposal/proposal.h"
+
+namespace frcnn {
+namespace {
+
+std::string check(const Shape& scores, const Shape& deltas, const Shape& anchors,
+                           const Shape& im_info) {
+  if (deltas.size() != 3 || deltas[2] != 4)
+    return "deltas must have shape (B, N, 4), got " + shape_str(deltas);
+  const int64_t B = deltas[0], N = deltas[1];
+  const bool scores_ok = (scores.size() == 3 && scores[2] == 1) || scores.size() == 2;
+  if (!scores_ok) return "scores must have shape (B, N, 1), got " + shape_str(scores);
+  if (scores[0] != B || scores[1] != N)
+    return "scores " + shape_str(scores) + " and deltas " + shape_str(deltas) +
+           " must have the same B and N";
+  if (anchors.size() != 3 || anchors[2] != 4)
+    return "anchors must have shape (1, N, 4), got " + shape_str(anchors);
+  if (anchors[1] != N)
+    return "anchors must have N = " + std::to_string(N) + " rows like deltas " +
+           shape_str(deltas) + ", got " + shape_str(anchors);
+  if (anchors[0] != 1 && anchors[0] != B)
+    return "anchors batch must be 1 or B = " + std::to_string(B) + ", got " + shape_str(anchors);
+  if (im_info.size() != 2 || im_info[1] < 2)
+    return "im_info must have shape (B, >=2) = [height, width, ...], got " + shape_str(im_info);
+  if (im_info[0] != B)
+    return "im_info must have one row per image: B = " + std::to_string(B) + ", got " +
+           shape_str(im_info);
+  if (N > 0xFFFFFFFFll) return "N must be below 2^32, got " + std::to_string(N);
+  return "";
+}
+
+std::string check_params(const ProposalParams& p) {
+  if (p.pre_nms < p.post_nms)
+    return "rpn_pre_nms_top_n (" + std::to_string(p.pre_nms) +
+           ") must be >= rpn_post_nms_top_n (" + std::to_string(p.post_nms) + ")";
+  if (!(p.min_size >= 0.f) || std::isinf(p.min_size))
+    return "rpn_min_size must be a finite number >= 0, got " + std::to_string(p.min_size);
+  return "";
+}
+
+ProposalParams params(const AttrValues& a) {
+  ProposalParams p;
+  p.pre_nms = a.i("rpn_pre_nms_top_n");
+  p.post_nms = a.i("rpn_post_nms_top_n");
+  p.threshold = a.f("threshold");
+  p.min_size = a.f("rpn_min_size");
+  for (int k = 0; k < 4; ++k) p.decode.std[k] = a.f("std" + std::to_string(k));
+  p.decode.clip = a.f("clip");
+  p.decode.corner = true;
+  require_ok(check_params(p));
+  return p;
+}
+
+std::vector<Shape> infer_shape(const AttrValues& a, const std::vector<Shape>& in) {
+  const ProposalParams p = params(a);
+  require_ok(check(in[0], in[1], in[2], in[3]));
+  return {{in[1][0], p.post_nms, 5}};
+}
+
+size_t workspace(const AttrValues& a, DType dt, const std::vector<Shape>& in, bool backward) {
+#ifdef FRCNN_WITH_CUDA
+  return backward ? 0 : proposal_cuda_workspace(dt, in[1][0], in[1][1], params(a));
+#else
+  return 0;
+#endif
+}
+
+void forward(const Call& c) {
+  const ProposalParams p = params(c.attrs);
+  const Shape& ds = c.in[1].shape;
+  const int64_t anchor_batch = c.in[2].shape[0], info_cols = c.in[3].shape[1];
+  if (c.dev.gpu) {
+#ifdef FRCNN_WITH_CUDA
+    proposal_cuda(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
+                  c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, p, c.dev.workspace,
+                  c.dev.workspace_bytes, c.dev.stream);
+#else
+    no_cuda();
+#endif
+  } else {
+    proposal_cpu(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
+                 c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, p);
+  }
+}
+
+}  // namespace
+
+// No gradient: GluonCV computes proposals under autograd.pause().
+const OpDef& proposal_op() {
+  static const OpDef op{
+      "frcnn_proposal",
+      {{"scores", false}, {"deltas", false}, {"anchors", false}, {"im_info", false}},
+      {{"rpn_pre_nms_top_n", AttrType::kInt, "6000", "boxes entering NMS", {}, 1},
+       {"rpn_post_nms_top_n", AttrType::kInt, "300", "boxes returned", {}, 1},
+       {"threshold", AttrType::kFloat, "0.7", "NMS IoU threshold", {}, 0, 1},
+       {"rpn_min_size", AttrType::kFloat, "16", "minimum box width and height (+1 convention)"},
+       {"std0", AttrType::kFloat, "1.0", "scale of dx"},
+       {"std1", AttrType::kFloat, "1.0", "scale of dy"},
+       {"std2", AttrType::kFloat, "1.0", "scale of dw"},
+       {"std3", AttrType::kFloat, "1.0", "scale of dh"},
+       {"clip", AttrType::kFloat, "-1.0", "upper bound of dw and dh before exp when > 0"}},
+      nullptr, infer_shape, workspace, forward, nullptr};
+  return op;
+}
+
+}  // namespace frcnn
