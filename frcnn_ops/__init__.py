@@ -36,7 +36,7 @@ def _try_load_mxnet():
 mxnet_available = _try_load_mxnet()
 
 
-def build_info():
+def build_info() -> dict:
     """What this build contains.
 
     Returns:
@@ -65,12 +65,12 @@ def build_info():
     }
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads the CPU kernels use (FRCNN_NUM_THREADS, else OMP_NUM_THREADS, else all cores)."""
     return _C.get_num_threads()
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Sets the CPU kernels' thread count for this process; n <= 0 restores the default."""
     n = int(n)
     _C.set_num_threads(n)

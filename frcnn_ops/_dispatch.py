@@ -149,7 +149,7 @@ class CudaDevice:
 _graph_workspaces = []
 
 
-def release_graph_workspaces():
+def release_graph_workspaces() -> int:
     """Frees the workspaces kept alive for CUDA graphs captured around frcnn ops; replaying
     such a graph afterwards is undefined. Returns the number of bytes released."""
     n = sum(int(w.nbytes) for w in _graph_workspaces)
@@ -203,7 +203,7 @@ def device(kind):
 
 
 @contextlib.contextmanager
-def emulate_cuda():
+def emulate_cuda() -> "contextlib.AbstractContextManager[None]":
     """Within this block (this thread), the ops run NumPy arrays through the CUDA kernels on
     the CPU execution harness (frcnn_ops._C_emu) instead of the CPU kernels."""
     if not _DEVICES["emu"].available():
@@ -284,7 +284,8 @@ def run(op: str, inputs: Mapping[str, Any], attrs: Mapping[str, Any]):
     return outs[0] if len(outs) == 1 else outs
 
 
-def run_backward(op: str, fn: str, grad, inputs: Mapping[str, Any], attrs: Mapping[str, Any]):
+def run_backward(op: str, fn: str, grad: Tensor, inputs: Mapping[str, Any],
+                 attrs: Mapping[str, Any]):
     """The gradients of op w.r.t. the inputs it differentiates (a list if several), for NumPy
     and CUDA arrays. inputs: {name: array, or a shape tuple where the backward reads only the
     shape (e.g. roi_align's data)}."""

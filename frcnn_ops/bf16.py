@@ -28,7 +28,7 @@ PRECISIONS = ("fp32", "bf16")
 BF16_FLAG = "avx512_bf16"
 
 
-def check_precision(precision, where="precision"):
+def check_precision(precision: str, where: str = "precision") -> str:
     """``precision`` if it is 'fp32' or 'bf16', else a ValueError naming ``where``."""
     if precision not in PRECISIONS:
         raise ValueError("%s must be one of %s, got %r"
@@ -40,7 +40,7 @@ def _fake_no_bf16():
     return os.environ.get("FRCNN_FAKE_NO_BF16", "") not in ("", "0")
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
     """The set of CPU flags of /proc/cpuinfo (empty if unreadable)."""
     try:
         with open(cpuinfo) as f:
@@ -52,12 +52,12 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     return set()
 
 
-def bf16_supported():
+def bf16_supported() -> bool:
     """True when the CPU has AVX512-BF16 (and FRCNN_FAKE_NO_BF16 is not set)."""
     return not _fake_no_bf16() and BF16_FLAG in cpu_flags()
 
 
-def check_bf16_cpu():
+def check_bf16_cpu() -> None:
     """Raises RuntimeError naming the missing instruction set unless the CPU has AVX512-BF16.
 
     ``FRCNN_FAKE_NO_BF16=1`` (for tests only) makes it refuse as on a CPU without it."""
@@ -74,7 +74,7 @@ def _is_frcnn_op(op):
     return op.startswith("frcnn_") or op.startswith("_frcnn_")
 
 
-def convert_symbol(sym, data_names):
+def convert_symbol(sym: "mxnet.sym.Symbol", data_names: "list[str]") -> "mxnet.sym.Symbol":
     """The float32 inference graph ``sym`` with convolutions and dense layers in bfloat16.
 
     The frcnn_* nodes are passed to AMP as excluded (float32, inputs cast to float32); the
@@ -88,7 +88,7 @@ def convert_symbol(sym, data_names):
                               data_names=list(data_names), cast_optional_params=False)
 
 
-def install(block, precision):
+def install(block: "mxnet.gluon.HybridBlock", precision: str) -> "mxnet.gluon.HybridBlock":
     """Makes ``block`` (a HybridBlock) build its graph in ``precision``: for 'bf16' its cached
     graph is converted by :func:`convert_symbol`, it hybridizes itself on the first eager call
     (AMP works on graphs) and ``export`` keeps the casts (``remove_amp_cast=False``), so the
@@ -140,7 +140,8 @@ def _iou(box, boxes):
     return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
 
 
-def matched_share(ref, other, iou=0.9, score_atol=0.02):
+def matched_share(ref: tuple, other: tuple, iou: float = 0.9,
+                  score_atol: float = 0.02) -> "tuple[float, int]":
     """The share of ``ref``'s detections (score > 0, image 0) that ``other`` has too: same
     class, IoU >= ``iou``, score within ``score_atol``; each of ``other``'s used once (greedy,
     highest reference score first). ``ref`` and ``other`` are (ids, scores, bboxes) as the

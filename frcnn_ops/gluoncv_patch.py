@@ -4,7 +4,8 @@ import types
 __all__ = ["patch_gluoncv"]
 
 
-def patch_gluoncv(net, precision="fp32"):
+def patch_gluoncv(net: "mxnet.gluon.HybridBlock",
+                  precision: str = "fp32") -> "mxnet.gluon.HybridBlock":
     """Makes an unmodified GluonCV Faster R-CNN instance use frcnn_ops at inference.
 
     Proposals (``frcnn_proposal``), ROIAlign (``frcnn_roi_align``), class-specific decoding

@@ -64,8 +64,8 @@ def roi_align(data: Tensor, rois: Tensor, pooled_size: PooledSize, spatial_scale
         Tensor[R, C_out, ph, pw]: ``C_out = C``, or ``C / (ph * pw)`` when position sensitive.
         Of the kind and dtype of ``data``: MXNet NDArray or Symbol (the registered op
         ``frcnn_roi_align``), NumPy array (float32/float64/float16, float16 computed in float32
-        and rounded once; forward only: the gradient is :func:`roi_align_backward`) or CuPy array (float32/float64/float16, on CuPy's
-        current stream; forward only, the backward is ``frcnn_ops._C.roi_align_backward_gpu``).
+        and rounded once) or CuPy array (float32/float64/float16, on CuPy's current stream);
+        for NumPy and CuPy the gradient is :func:`roi_align_backward`.
     """
     return run("frcnn_roi_align", dict(data=data, rois=rois),
                dict(pooled_size=pooled_size, spatial_scale=spatial_scale,
