@@ -26,6 +26,8 @@ _GPU_CODES = {"float32": 0, "float64": 1, "float16": 2}
 def array_kind(op, **arrays):
     """'ndarray', 'symbol', 'numpy', 'cupy' or 'emu' (NumPy arrays inside emulate_cuda());
     every array must be of the same kind."""
+    if all(type(x) is np.ndarray for x in arrays.values()):  # the common case, quickly
+        return "emu" if getattr(_emulating, "on", False) else "numpy"
     kinds = {}
     for name, x in arrays.items():
         mod = type(x).__module__ or ""
@@ -222,10 +224,12 @@ class ShapeOnly(tuple):
 
 def _flatten(op, inputs):
     """{name: array, variadic name: list of arrays} -> {name or name[i]: array}."""
-    variadic = [i["name"][1:] for i in schema()[op]["inputs"] if i["name"].startswith("*")]
+    variadic = _variadic(op)
+    if variadic not in inputs:
+        return inputs
     flat = {}
     for name, x in inputs.items():
-        if name not in variadic:
+        if name != variadic:
             flat[name] = x
         elif not isinstance(x, (list, tuple)) or not x:
             raise TypeError("%s: %s must be a list or tuple of arrays (at least one), got %s"
@@ -234,6 +238,17 @@ def _flatten(op, inputs):
         else:
             flat.update(("%s[%d]" % (name, i), a) for i, a in enumerate(x))
     return flat
+
+
+_VARIADIC = {}
+
+
+def _variadic(op):
+    """The name of op's variadic input (the schema's "*name"), or None."""
+    if op not in _VARIADIC:
+        _VARIADIC[op] = next((i["name"][1:] for i in schema()[op]["inputs"]
+                              if i["name"].startswith("*")), None)
+    return _VARIADIC[op]
 
 
 def _text(value):
@@ -247,9 +262,23 @@ def _text(value):
     return str(value)
 
 
+_TEXT_CACHE = {}
+
+
 def attrs_text(attrs: Mapping[str, Any]) -> dict:
-    """The attributes that were given (None: not given), as text."""
-    return {k: _text(v) for k, v in attrs.items() if v is not None}
+    """The attributes that were given (None: not given), as text. Memoised: a model calls an
+    op with the same attributes every time, and formatting them costs more than the call."""
+    try:
+        key = tuple(attrs.items())
+        return _TEXT_CACHE[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value (a list)
+        key = None
+    text = {k: _text(v) for k, v in attrs.items() if v is not None}
+    if key is not None and len(_TEXT_CACHE) < 4096:
+        _TEXT_CACHE[key] = text
+    return text
 
 
 def _shapes(arrays):
@@ -270,8 +299,11 @@ def run(op: str, inputs: Mapping[str, Any], attrs: Mapping[str, Any]):
     from ._lib import _C
     text = attrs_text(attrs)
     if kind == "numpy":
-        _C.infer_shape(op, _shapes(flat.values()), text)  # refuses before copying anything
-        outs = _C.forward(op, numpy_inputs(*flat.values()), text)
+        arrays = list(flat.values())
+        if not all(a.flags.c_contiguous for a in arrays):
+            _C.infer_shape(op, _shapes(arrays), text)  # refuses before copying anything
+            arrays = numpy_inputs(*arrays)
+        outs = _C.forward(op, arrays, text)
     else:
         dev = device(kind)
         arrays, code = dev.inputs(op, **flat)

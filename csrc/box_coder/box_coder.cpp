@@ -10,7 +10,7 @@ namespace {
 // ---- box_decode ------------------------------------------------------------------------
 BoxDecodeParams decode_params(const AttrValues& a) {
   BoxDecodeParams p;
-  for (int k = 0; k < 4; ++k) p.std[k] = a.f("std" + std::to_string(k));
+  for (int k = 0; k < 4; ++k) p.std[k] = a.f(kStdNames[k]);
   p.clip = a.f("clip");
   p.corner = a.str("format") == "corner";
   return p;

@@ -10,6 +10,9 @@
 namespace frcnn {
 
 // Attributes of box_decode, already parsed and checked.
+// The attribute names of BoxDecodeParams::std (box_decode and proposal).
+constexpr const char* kStdNames[4] = {"std0", "std1", "std2", "std3"};
+
 struct BoxDecodeParams {
   float std[4] = {1.f, 1.f, 1.f, 1.f};
   float clip = -1.f;     // <= 0: no clipping of the exponent input

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 namespace frcnn {
@@ -81,10 +82,10 @@ void check_range(const AttrSpec& a, double v) {
 
 }  // namespace
 
-const AttrValues::Value& AttrValues::at(const std::string& name) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) throw Error("attribute " + name + " was not parsed");
-  return it->second;
+const AttrValues::Value& AttrValues::at(const char* name) const {
+  for (size_t k = 0; k < values_.size(); ++k)
+    if (std::strcmp(op_->attrs[k].name, name) == 0) return values_[k];
+  throw Error(std::string("attribute ") + name + " is not in the schema");
 }
 
 AttrValues parse_attrs(const OpDef& op,
@@ -100,14 +101,17 @@ AttrValues parse_attrs(const OpDef& op,
     }
   }
   AttrValues out;
-  for (const AttrSpec& a : op.attrs) {
-    auto it = raw.find(a.name);
+  out.op_ = &op;
+  out.values_.resize(op.attrs.size());
+  for (size_t k = 0; k < op.attrs.size(); ++k) {
+    const AttrSpec& a = op.attrs[k];
+    auto it = raw.empty() ? raw.end() : raw.find(a.name);
     if (it == raw.end() && a.def == nullptr)
       throw InputError(std::string("attribute ") + a.name + " is required");
     if (it == raw.end() && a.def[0] == '\0') continue;  // optional without a default
-    const std::string text = it == raw.end() ? std::string(a.def) : it->second;
-    AttrValues::Value v;
-    v.text = text;
+    const std::string text = it == raw.end() ? std::string(a.def) : it->second;  // short: SSO
+    AttrValues::Value& v = out.values_[k];
+    v.set = true;
     switch (a.type) {
       case AttrType::kFloat:
       case AttrType::kDouble:
@@ -136,7 +140,7 @@ AttrValues parse_attrs(const OpDef& op,
         if (s.size() >= 2 && (s.front() == '\'' || s.front() == '"') && s.back() == s.front())
           s = s.substr(1, s.size() - 2);
         require_ok(check_choice(a.name, s, a.choices));
-        v.text = s;
+        v.text = std::move(s);
         break;
       }
       case AttrType::kIntPair: {
@@ -153,7 +157,6 @@ AttrValues parse_attrs(const OpDef& op,
         break;
       }
     }
-    out.values_[a.name] = std::move(v);
   }
   return out;
 }

@@ -51,25 +51,29 @@ struct AttrSpec {
 // names are skipped), values of the wrong type and values out of range, naming the attribute.
 class AttrValues {
  public:
-  double num(const std::string& name) const { return at(name).num; }
-  float f(const std::string& name) const { return static_cast<float>(at(name).num); }
-  int i(const std::string& name) const { return static_cast<int>(at(name).num); }
-  bool b(const std::string& name) const { return at(name).num != 0; }
-  const std::string& str(const std::string& name) const { return at(name).text; }
-  const std::vector<double>& list(const std::string& name) const { return at(name).list; }
+  double num(const char* name) const { return at(name).num; }
+  float f(const char* name) const { return static_cast<float>(at(name).num); }
+  int i(const char* name) const { return static_cast<int>(at(name).num); }
+  bool b(const char* name) const { return at(name).num != 0; }
+  const std::string& str(const char* name) const { return at(name).text; }  // kChoice
+  const std::vector<double>& list(const char* name) const { return at(name).list; }
   // false for an optional attribute without default (AttrSpec::def "") that was not given
-  bool has(const std::string& name) const { return values_.count(name) != 0; }
+  bool has(const char* name) const { return at(name).set; }
 
  private:
   friend AttrValues parse_attrs(const struct OpDef&,
                                 const std::unordered_map<std::string, std::string>&);
+  // One per attribute of the schema, in its order (no map: parsing runs on every call, and
+  // MXNet calls it several times per call).
   struct Value {
+    bool set = false;
     double num = 0;
-    std::string text;
-    std::vector<double> list;
+    std::string text;          // kChoice only
+    std::vector<double> list;  // kIntPair, kFloatList
   };
-  const Value& at(const std::string& name) const;
-  std::map<std::string, Value> values_;
+  const Value& at(const char* name) const;
+  const struct OpDef* op_ = nullptr;
+  std::vector<Value> values_;
 };
 
 // ---- Tensors and devices ---------------------------------------------------------------

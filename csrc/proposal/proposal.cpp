@@ -49,7 +49,7 @@ ProposalParams params(const AttrValues& a) {
   p.post_nms = a.i("rpn_post_nms_top_n");
   p.threshold = a.f("threshold");
   p.min_size = a.f("rpn_min_size");
-  for (int k = 0; k < 4; ++k) p.decode.std[k] = a.f("std" + std::to_string(k));
+  for (int k = 0; k < 4; ++k) p.decode.std[k] = a.f(kStdNames[k]);
   p.decode.clip = a.f("clip");
   p.decode.corner = true;
   require_ok(check_params(p));
