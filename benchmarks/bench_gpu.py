@@ -337,6 +337,27 @@ class Run:
         return out
 
 
+def print_summary(run, targets, bad, status):
+    """The targets, one line each, and the SUMMARY line gpu_check.sh reads."""
+    met = [v["met"] for v in targets.values() if v["met"] is not None]
+    for k, v in targets.items():
+        val = "n/a" if v["value"] is None else "%.3g" % v["value"]
+        print("  target %-36s %8s  (%s)  %s" % (k, val, v["target"],
+                                               {True: "met", False: "NOT met",
+                                                None: "-"}[v["met"]]))
+    f = run.figures
+
+    def us(k):
+        return "%.1fus" % f[k]["median_us"] if k in f else "n/a"
+    print("SUMMARY: roi_fwd %s (%s x bound), fwd+bwd %s, proposal %s, nms6000 %s; "
+          "targets met %d/%d; checks %d/%d ok%s" % (
+              us("roi_align_fwd"), "%.2f" % f["roi_align_fwd"]["x_write_bound"]
+              if "roi_align_fwd" in f else "n/a", us("roi_align_fwd_bwd"),
+              us("proposal_graph") if "proposal_graph" in f else us("proposal_launches"),
+              us("nms_6000"), sum(met), len(targets), len(run.checks) - len(bad),
+              len(run.checks), "; errors: " + ", ".join(run.skipped) if status else ""))
+
+
 def script_main(argv=None):
     p = argparse.ArgumentParser(description="GPU figures with CUDA events into a JSON file")
     p.add_argument("--json", required=True, help="where the figures go")
@@ -382,23 +403,7 @@ def script_main(argv=None):
                   skipped=run.skipped)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True, default=str)
-    met = [v["met"] for v in targets.values() if v["met"] is not None]
-    for k, v in targets.items():
-        val = "n/a" if v["value"] is None else "%.3g" % v["value"]
-        print("  target %-36s %8s  (%s)  %s" % (k, val, v["target"],
-                                               {True: "met", False: "NOT met",
-                                                None: "-"}[v["met"]]))
-    f = run.figures
-
-    def us(k):
-        return "%.1fus" % f[k]["median_us"] if k in f else "n/a"
-    print("SUMMARY: roi_fwd %s (%s x bound), fwd+bwd %s, proposal %s, nms6000 %s; "
-          "targets met %d/%d; checks %d/%d ok%s" % (
-              us("roi_align_fwd"), "%.2f" % f["roi_align_fwd"]["x_write_bound"]
-              if "roi_align_fwd" in f else "n/a", us("roi_align_fwd_bwd"),
-              us("proposal_graph") if "proposal_graph" in f else us("proposal_launches"),
-              us("nms_6000"), sum(met), len(targets), len(run.checks) - len(bad),
-              len(run.checks), "; errors: " + ", ".join(run.skipped) if status else ""))
+    print_summary(run, targets, bad, status)
     return status
 
 

@@ -17,7 +17,7 @@ _last = {}  # the latest case's Pair: its two sides run one after the other, set
 
 
 def time_case(benchmark, env, case, side):
-    """Times one side of a case; a slow one (seconds a call) in 3 fixed rounds."""
+    """Times one side of a case; a slow one (seconds a call: case.slow) in 3 fixed rounds."""
     require(env, *case.needs)
     if _last.get("case") is not case:
         _last.clear()
@@ -27,7 +27,7 @@ def time_case(benchmark, env, case, side):
         pytest.skip("the reference is left out at this size (it would take too long)")
     benchmark.group = case.title
     benchmark.extra_info.update(reference=case.reference, side=side)
-    if case.slow:
+    if case.slow is True or case.slow == side:
         benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
     else:
         benchmark(fn)

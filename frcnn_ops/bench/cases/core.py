@@ -18,16 +18,19 @@ class Comparison:
     reference: str
     setup: object   # (Env) -> Pair: builds the inputs; called only when the case runs
     needs: tuple = ()   # Env needs, probed in order (mxnet, gluoncv, torchvision, ...)
-    slow: bool = False  # a call takes seconds: the suites time a few fixed rounds
+    slow: object = False  # True: a call takes seconds; "ref": the reference's does (the suites
+    #                       time such a side in a few fixed rounds)
     extra: bool = False  # only in the pytest-benchmark suites (frcnn-bench keeps to the seed)
     sweep: str = None   # the sweep this point belongs to (None: a table row)
     x: int = None       # a sweep point's size
 
     @property
     def id(self):
-        """A pytest id: op, shape and reference, words joined by '_'."""
+        """A pytest id usable in -k: op, shape and reference, words joined by '_' ("B=1" -> "B1",
+        "6000->300" -> "6000to300": -k takes neither '=' nor '>')."""
         text = "%s-%s-%s" % (self.op, self.shape, self.reference)
-        return re.sub(r"_?-_?", "-", re.sub(r"[^A-Za-z0-9.>+=-]+", "_", text)).strip("_")
+        text = re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("->", "to").replace("=", ""))
+        return re.sub(r"_?-_?", "-", text).strip("_")
 
     @property
     def title(self):

@@ -125,7 +125,8 @@ def proposal(pre, post):
     return [Comparison("proposal", "proposal", shape, "GluonCV RPNProposal+box_nms",
                        _gluoncv_proposal(pre, post), GLUONCV),
             Comparison("proposal", "proposal", shape, "mx.nd.contrib.Proposal", contrib, MX),
-            Comparison("proposal", "proposal", shape, "NumPy reference", numpy_ref, slow=True),
+            Comparison("proposal", "proposal", shape, "NumPy reference", numpy_ref,
+                       slow="ref"),
             Comparison("proposal", "proposal", shape, "torchvision.ops composite", tv_cpu, TV)]
 
 
@@ -191,9 +192,9 @@ def roi_align(backward):
     def tv_cpu(env):
         return Pair(*numpy_roi_align_fns(*env.torchvision, backward=backward), check)
     return [Comparison("roi_align", op, ROI_SHAPE, "mx.nd.contrib.ROIAlign", contrib, MX,
-                       slow=True),
+                       slow="ref"),
             Comparison("roi_align", op, ROI_SHAPE, "torchvision.ops.roi_align", tv_cpu, TV,
-                       slow=True)]
+                       slow="ref")]
 
 
 def multilevel(backward):
@@ -205,8 +206,8 @@ def multilevel(backward):
         # no check: an extra case, timed only (tests/ hold ours to GluonCV's pyramid)
         return Pair(*multilevel_fns(env.mx, backward=backward))
     return [Comparison("multilevel_roi_align", op, shape,
-                       "GluonCV FasterRCNN._pyramid_roi_feats", setup, GLUONCV, slow=backward,
-                       extra=True)]
+                       "GluonCV FasterRCNN._pyramid_roi_feats", setup, GLUONCV,
+                       slow="ref" if backward else False, extra=True)]
 
 
 def proposal_batch4():
