@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from benchutil import require
-from frcnn_ops.bench.cases.shapes import IMAGE_HW
+from frcnn_ops.bench.cases.model import transfer_parameters
+from frcnn_ops.bench.cases.shapes import IMAGE_HW, MODEL_NAME
 
 GT = np.array([[40, 60, 300, 420, 14], [350, 100, 560, 380, 6], [100, 300, 240, 560, 11],
                [500, 500, 780, 590, 2], [10, 10, 120, 90, 8]], dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
-def setup(env, parts, request, tmp_path_factory):
+def setup(env, parts, request):
     require(env, "mxnet", "gluoncv")
     from gluoncv import model_zoo
     mx = env.mx
@@ -25,15 +26,12 @@ def setup(env, parts, request, tmp_path_factory):
     if small:
         gt[:, :4] /= 2
     mx.random.seed(0)
-    theirs = model_zoo.get_model("faster_rcnn_resnet50_v1b_voc", pretrained=False,
+    theirs = model_zoo.get_model(MODEL_NAME, pretrained=False,
                                  pretrained_base=False)
     theirs.initialize(mx.init.Xavier())
     x = np.random.default_rng(0).normal(0, 1, (1, 3) + hw).astype(np.float32)
     theirs(mx.nd.array(x))
-    path = str(tmp_path_factory.mktemp("train") / "frcnn.params")
-    theirs.save_parameters(path)
-    ours = parts.faster_rcnn_resnet50_v1b_voc()
-    ours.load_parameters(path)
+    ours = transfer_parameters(theirs, parts.faster_rcnn_resnet50_v1b_voc)
     theirs.hybridize(static_alloc=True)
     feat_hw = tuple(ours.features(mx.nd.array(x)).shape[2:])
     anchors = parts.feature_anchors(feat_hw)[0]

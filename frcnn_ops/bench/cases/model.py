@@ -49,7 +49,7 @@ def feature_anchors():
         return module.feature_anchors
 
 
-def _transfer(src, make):
+def transfer_parameters(src, make):
     """A new net from make() holding src's parameters (through a temporary file)."""
     fd, path = tempfile.mkstemp(suffix=".params", prefix="frcnn_bench_")
     os.close(fd)
@@ -76,7 +76,7 @@ def build_models(env, x, seed=0):
         theirs.hybridize(static_alloc=True, static_shape=True)
         for o in theirs(x):
             o.wait_to_read()
-        ours = _transfer(theirs, frcnn_model_parts().faster_rcnn_resnet50_v1b_voc)
+        ours = transfer_parameters(theirs, frcnn_model_parts().faster_rcnn_resnet50_v1b_voc)
     ours.hybridize(static_alloc=True, static_shape=True)
     return ours, theirs
 
@@ -105,7 +105,7 @@ def _fp32(env):
 def _bf16(env):
     fp32, _, x = seed_models(env)
     make = frcnn_model_parts().faster_rcnn_resnet50_v1b_voc
-    ours = _transfer(fp32, lambda: make(precision="bf16"))
+    ours = transfer_parameters(fp32, lambda: make(precision="bf16"))
     ours.hybridize(static_alloc=True, static_shape=True)
     return Pair(mx_sync(lambda: ours(x)), mx_sync(lambda: fp32(x)), match_bf16)
 
