@@ -1,4 +1,5 @@
-"""GPU suites (CuPy path) against torchvision's CUDA ops; skipped without a GPU, CuPy and torch.
+"""GPU suites: frcnn-bench --device gpu's cases (our CuPy path against torchvision's CUDA ops)
+and the extra ones; skipped without a GPU, CuPy and torch.
 
 Each callable ends with a device synchronize so that the time covers the GPU work.
 
@@ -26,10 +27,14 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import frcnn_ops  # noqa: E402
-from frcnn_ops.bench.cases import roi_kw, torchvision_proposal  # noqa: E402
-from shapes import (detections, feature_map, im_info, pre_nms_boxes,  # noqa: E402
-                    rpn_anchors, rpn_deltas, rpn_scores, seed_rois)
-import shapes as S  # noqa: E402
+from benchutil import case_params, time_case  # noqa: E402
+from frcnn_ops.bench.cases import suite_cases  # noqa: E402
+from frcnn_ops.bench.cases import shapes as S  # noqa: E402
+from frcnn_ops.bench.cases.refs import torchvision_proposal  # noqa: E402
+from frcnn_ops.bench.cases.shapes import (detections, feature_map, im_info,  # noqa: E402
+                                          pre_nms_boxes, roi_kw, rpn_anchors, rpn_deltas,
+                                          rpn_scores, seed_rois)
+from frcnn_ops.bench.timing import sync_device  # noqa: E402
 
 try:
     import cupy as cp
@@ -51,107 +56,10 @@ if __name__ != "__main__":  # collected by pytest
         pytest.skip("no CUDA device", allow_module_level=True)
 
 
-def _sync(fn):
-    def run():
-        out = fn()
-        cp.cuda.get_current_stream().synchronize()
-        return out
-    return run
-
-
-def _torch():
-    torch = pytest.importorskip("torch")
-    tv = pytest.importorskip("torchvision")
-    if not torch.cuda.is_available():
-        pytest.skip("torch without CUDA")
-    return torch, tv
-
-
-@pytest.mark.parametrize("impl", ["frcnn_ops", "torchvision"])
-@pytest.mark.parametrize("pre,post", [(6000, 300), (12000, 2000)], ids=["test", "train"])
-def test_gpu_proposal(benchmark, impl, pre, post):
-    benchmark.group = "gpu proposal 28500 anchors %d->%d" % (pre, post)
-    scores, deltas, anchors, info = rpn_scores(), rpn_deltas(), rpn_anchors(), im_info()
-    if impl == "frcnn_ops":
-        S, D, A, I = (cp.asarray(x) for x in (scores, deltas, anchors, info))
-        fn = _sync(lambda: frcnn_ops.proposal(S, D, A, I, pre, post))
-    else:
-        torch, tv = _torch()
-        S = torch.as_tensor(scores[0, :, 0], device="cuda")
-        D = torch.as_tensor(deltas[0], device="cuda")
-        A = torch.as_tensor(anchors[0], device="cuda")
-        fn = _sync(lambda: (torchvision_proposal(torch, tv, S, D, A, (600, 800), pre, post),
-                            torch.cuda.synchronize()))
-    benchmark(fn)
-
-
-@pytest.mark.parametrize("impl", ["frcnn_ops", "torchvision"])
-@pytest.mark.parametrize("n", [6000, 12000])
-def test_gpu_nms(benchmark, impl, n):
-    benchmark.group = "gpu nms %d boxes (rpn, 0.7)" % n
-    data = pre_nms_boxes(n)
-    if impl == "frcnn_ops":
-        X = cp.asarray(data)
-        fn = _sync(lambda: frcnn_ops.nms(X, overlap_thresh=0.7, coord_start=1, score_index=0,
-                                         force_suppress=True))
-    else:
-        torch, tv = _torch()
-        B = torch.as_tensor(data[0, :, 1:], device="cuda")
-        S = torch.as_tensor(data[0, :, 0], device="cuda")
-        fn = _sync(lambda: (tv.ops.nms(B, S, 0.7), torch.cuda.synchronize()))
-    benchmark(fn)
-
-
-@pytest.mark.parametrize("impl", ["frcnn_ops", "torchvision"])
-def test_gpu_nms_per_class(benchmark, impl):
-    benchmark.group = "gpu nms per class 20x300 (0.3)"
-    data = detections()
-    if impl == "frcnn_ops":
-        X = cp.asarray(data)
-        fn = _sync(lambda: frcnn_ops.nms(X, overlap_thresh=0.3, topk=400, valid_thresh=0.0001,
-                                         id_index=0))
-    else:
-        torch, tv = _torch()
-        flat = data.reshape(-1, 6)
-        B = torch.as_tensor(flat[:, 2:], device="cuda")
-        S = torch.as_tensor(flat[:, 1], device="cuda")
-        I = torch.as_tensor(flat[:, 0], device="cuda").long()
-        fn = _sync(lambda: (tv.ops.batched_nms(B, S, I, 0.3), torch.cuda.synchronize()))
-    benchmark(fn)
-
-
-@pytest.mark.parametrize("impl", ["frcnn_ops", "cupy_elementwise"])
-def test_gpu_box_decode(benchmark, impl):
-    benchmark.group = "gpu box_decode 28500 anchors B=8"
-    D, A = cp.asarray(rpn_deltas(8)), cp.asarray(rpn_anchors())
-    if impl == "frcnn_ops":
-        fn = _sync(lambda: frcnn_ops.box_decode(D, A, 0.1, 0.1, 0.2, 0.2, format="corner"))
-    else:
-        def composite():
-            wa, ha = A[..., 2] - A[..., 0], A[..., 3] - A[..., 1]
-            xa, ya = A[..., 0] + wa / 2, A[..., 1] + ha / 2
-            ox, oy = D[..., 0] * 0.1 * wa + xa, D[..., 1] * 0.1 * ha + ya
-            w, h = cp.exp(D[..., 2] * 0.2) * wa / 2, cp.exp(D[..., 3] * 0.2) * ha / 2
-            return cp.stack([ox - w, oy - h, ox + w, oy + h], axis=-1)
-        fn = _sync(composite)
-    benchmark(fn)
-
-
-@pytest.mark.parametrize("impl", ["frcnn_ops", "torchvision"])
-def test_gpu_roi_align(benchmark, impl):
-    benchmark.group = "gpu roi_align fwd: 300 rois 1x1024x38x50 14x14 s2"
-    feat, rois, kw = feature_map(), seed_rois(), roi_kw()
-    if impl == "frcnn_ops":
-        X, R = cp.asarray(feat), cp.asarray(rois)
-        fn = _sync(lambda: frcnn_ops.roi_align(X, R, **kw))
-    else:
-        torch, tv = _torch()
-        X = torch.as_tensor(feat, device="cuda")
-        R = torch.as_tensor(rois, device="cuda")
-        fn = _sync(lambda: (tv.ops.roi_align(X, R, kw["pooled_size"], kw["spatial_scale"],
-                                             kw["sample_ratio"], aligned=False),
-                            torch.cuda.synchronize()))
-    benchmark(fn)
+@pytest.mark.parametrize("case,side", case_params(suite_cases(
+    "box_decode", "proposal", "nms", "roi_align", device="gpu")))
+def test_gpu(benchmark, env, case, side):
+    time_case(benchmark, env, case, side)
 
 
 # ---- script mode: CUDA events, JSON ----------------------------------------------------------
@@ -171,11 +79,8 @@ class Clock:
         return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def sync(self):
-        if self.kind == "cupy":
-            cp.cuda.Device().synchronize()
-        elif self.kind == "torch":
-            import torch
-            torch.cuda.synchronize()
+        if self.kind != "numpy":
+            sync_device()
 
     def measure(self, fn, iters, reps, warmup=3):
         """Per-call milliseconds of each repetition."""
@@ -432,6 +337,27 @@ class Run:
         return out
 
 
+def print_summary(run, targets, bad, status):
+    """The targets, one line each, and the SUMMARY line gpu_check.sh reads."""
+    met = [v["met"] for v in targets.values() if v["met"] is not None]
+    for k, v in targets.items():
+        val = "n/a" if v["value"] is None else "%.3g" % v["value"]
+        print("  target %-36s %8s  (%s)  %s" % (k, val, v["target"],
+                                               {True: "met", False: "NOT met",
+                                                None: "-"}[v["met"]]))
+    f = run.figures
+
+    def us(k):
+        return "%.1fus" % f[k]["median_us"] if k in f else "n/a"
+    print("SUMMARY: roi_fwd %s (%s x bound), fwd+bwd %s, proposal %s, nms6000 %s; "
+          "targets met %d/%d; checks %d/%d ok%s" % (
+              us("roi_align_fwd"), "%.2f" % f["roi_align_fwd"]["x_write_bound"]
+              if "roi_align_fwd" in f else "n/a", us("roi_align_fwd_bwd"),
+              us("proposal_graph") if "proposal_graph" in f else us("proposal_launches"),
+              us("nms_6000"), sum(met), len(targets), len(run.checks) - len(bad),
+              len(run.checks), "; errors: " + ", ".join(run.skipped) if status else ""))
+
+
 def script_main(argv=None):
     p = argparse.ArgumentParser(description="GPU figures with CUDA events into a JSON file")
     p.add_argument("--json", required=True, help="where the figures go")
@@ -477,23 +403,7 @@ def script_main(argv=None):
                   skipped=run.skipped)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True, default=str)
-    met = [v["met"] for v in targets.values() if v["met"] is not None]
-    for k, v in targets.items():
-        val = "n/a" if v["value"] is None else "%.3g" % v["value"]
-        print("  target %-36s %8s  (%s)  %s" % (k, val, v["target"],
-                                               {True: "met", False: "NOT met",
-                                                None: "-"}[v["met"]]))
-    f = run.figures
-
-    def us(k):
-        return "%.1fus" % f[k]["median_us"] if k in f else "n/a"
-    print("SUMMARY: roi_fwd %s (%s x bound), fwd+bwd %s, proposal %s, nms6000 %s; "
-          "targets met %d/%d; checks %d/%d ok%s" % (
-              us("roi_align_fwd"), "%.2f" % f["roi_align_fwd"]["x_write_bound"]
-              if "roi_align_fwd" in f else "n/a", us("roi_align_fwd_bwd"),
-              us("proposal_graph") if "proposal_graph" in f else us("proposal_launches"),
-              us("nms_6000"), sum(met), len(targets), len(run.checks) - len(bad),
-              len(run.checks), "; errors: " + ", ".join(run.skipped) if status else ""))
+    print_summary(run, targets, bad, status)
     return status
 
 

@@ -1,56 +1,41 @@
-"""End-to-end Faster R-CNN (ResNet-50 v1b C4, VOC) per 600x800 image: frcnn_model against
-GluonCV's faster_rcnn_resnet50_v1b_voc with the same random weights, both hybridized, plus a
-per-stage breakdown of both (printed, and stored in the benchmark's extra_info)."""
+"""End-to-end Faster R-CNN (ResNet-50 v1b C4, VOC) per 600x800 image: frcnn-bench's model cases
+(frcnn_model against GluonCV's faster_rcnn_resnet50_v1b_voc with the same random weights, bf16
+against float32, all hybridized), plus a per-stage breakdown of ours and GluonCV's (printed,
+and stored in the benchmark's extra_info)."""
 import time
 
-import numpy as np
 import pytest
 
-from shapes import IMAGE_HW
+from benchutil import case_params, require, time_case
+from frcnn_ops.bench.cases import suite_cases
+from frcnn_ops.bench.cases.model import seed_models
+from frcnn_ops.bench.timing import mx_sync
 
 STAGES = ("backbone", "rpn head", "proposal", "roi_align", "top features", "head", "nms")
 
 
+@pytest.mark.parametrize("case,side", case_params(suite_cases("model")))
+def test_model_end_to_end(benchmark, env, case, side):
+    time_case(benchmark, env, case, side)
+
+
 @pytest.fixture(scope="module")
-def nets(mx, gluoncv, tmp_path_factory):
-    from gluoncv import model_zoo
-    import frcnn_model
-    mx.random.seed(0)
-    theirs = model_zoo.get_model("faster_rcnn_resnet50_v1b_voc", pretrained=False,
-                                 pretrained_base=False)
-    theirs.initialize(mx.init.Xavier())
-    x = mx.nd.array(np.random.default_rng(0).normal(0, 1, (1, 3) + IMAGE_HW))
-    theirs(x)
-    path = str(tmp_path_factory.mktemp("model") / "frcnn.params")
-    theirs.save_parameters(path)
-    ours = frcnn_model.faster_rcnn_resnet50_v1b_voc()
-    ours.load_parameters(path)
-    for net in (theirs, ours):
-        net.hybridize(static_alloc=True, static_shape=True)
-        net(x)[0].wait_to_read()
+def nets(env, parts):
+    require(env, "mxnet", "gluoncv")
+    ours, theirs, x = seed_models(env)
     return {"frcnn_model": ours, "gluoncv": theirs}, x
-
-
-@pytest.mark.parametrize("impl", ["frcnn_model", "gluoncv"])
-def test_model_end_to_end(benchmark, mx, nets, impl):
-    benchmark.group = "model end-to-end 600x800 (hybridized)"
-    net, x = nets[0][impl], nets[1]
-    benchmark.pedantic(lambda: net(x)[0].wait_to_read(), rounds=3, iterations=1,
-                       warmup_rounds=0)
 
 
 def _timed(fn):
     t = time.perf_counter()
-    out = fn()
-    for o in out if isinstance(out, (list, tuple)) else [out]:
-        o.wait_to_read()
+    out = mx_sync(fn)()
     return out, (time.perf_counter() - t) * 1e3
 
 
-def stage_breakdown(mx, net, x, ours):
+def stage_breakdown(mx, parts, net, x, ours):
     """ms per stage of one eager pass (each stage waited for), ours or GluonCV's ops."""
     F = mx.nd
-    from frcnn_model.faster_rcnn import image_size, rpn_head
+    image_size, rpn_head = parts.image_size, parts.rpn_head
     ms = {}
     feat, ms["backbone"] = _timed(lambda: net.features(x))
     (anchors, scores, deltas), ms["rpn head"] = _timed(lambda: rpn_head(F, net.rpn, feat))
@@ -89,17 +74,17 @@ def stage_breakdown(mx, net, x, ours):
     return ms
 
 
-def test_model_stage_breakdown(benchmark, mx, nets, capsys):
+def test_model_stage_breakdown(benchmark, env, parts, nets, capsys):
     benchmark.group = "model stage breakdown (eager, ms)"
     net_ours, net_theirs = nets[0]["frcnn_model"], nets[0]["gluoncv"]
-    x = nets[1]
+    x, mx = nets[1], env.mx
     rows = {}
-    stage_breakdown(mx, net_ours, x, True)  # warm-up: first-call allocations
-    stage_breakdown(mx, net_theirs, x, False)
+    stage_breakdown(mx, parts, net_ours, x, True)  # warm-up: first-call allocations
+    stage_breakdown(mx, parts, net_theirs, x, False)
 
     def run():
-        rows["frcnn_model"] = stage_breakdown(mx, net_ours, x, True)
-        rows["gluoncv"] = stage_breakdown(mx, net_theirs, x, False)
+        rows["frcnn_model"] = stage_breakdown(mx, parts, net_ours, x, True)
+        rows["gluoncv"] = stage_breakdown(mx, parts, net_theirs, x, False)
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({k: {s: round(v, 2) for s, v in r.items()}
                                  for k, r in rows.items()})

@@ -6,10 +6,8 @@ metric's update() over 500 images x 100 detections."""
 import numpy as np
 import pytest
 
-from benchutil import mx_sync
-from frcnn_model import targets as T
-from frcnn_model.anchors import feature_anchors
-from frcnn_model.metrics import VOC07MApMetric
+from benchutil import require
+from frcnn_ops.bench.timing import mx_sync
 
 IMG_H, IMG_W = 600, 800
 
@@ -22,16 +20,17 @@ def _gts(rng, m, w=IMG_W, h=IMG_H):
 
 @pytest.mark.parametrize("impl", ["frcnn_model", "gluoncv"])
 @pytest.mark.parametrize("num_gt", [5, 20])
-def test_rpn_targets(benchmark, request, impl, num_gt):
+def test_rpn_targets(benchmark, env, parts, impl, num_gt):
     benchmark.group = "rpn targets 28500 anchors %d gts" % num_gt
-    anchors = np.ascontiguousarray(feature_anchors((38, 50)).reshape(-1, 4), dtype=np.float32)
+    anchors = np.ascontiguousarray(parts.feature_anchors((38, 50)).reshape(-1, 4),
+                                   dtype=np.float32)
     gts = _gts(np.random.default_rng(0), num_gt)
     if impl == "frcnn_model":
-        gen, rng = T.RPNTargetGenerator(), np.random.default_rng(0)
+        gen, rng = parts.targets.RPNTargetGenerator(), np.random.default_rng(0)
         benchmark(lambda: gen(gts, anchors, IMG_W, IMG_H, rng=rng))
     else:
-        mx = request.getfixturevalue("mx")  # the frcnn_model side runs without MXNet
-        pytest.importorskip("gluoncv")
+        require(env, "mxnet", "gluoncv")
+        mx = env.mx
         from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator
         gen = RPNTargetGenerator()
         A, G = mx.nd.array(anchors), mx.nd.array(gts)
@@ -53,10 +52,11 @@ def _rcnn_inputs(B, R=2000, M=20, seed=0):
 
 @pytest.mark.parametrize("impl", ["frcnn_model", "gluoncv"])
 @pytest.mark.parametrize("B", [1, 2])
-def test_rcnn_sample_targets(benchmark, request, impl, B):
+def test_rcnn_sample_targets(benchmark, env, parts, impl, B):
     benchmark.group = "rcnn sample+targets B=%d 2000 rois 128 samples 20 classes" % B
     rois, scores, gts, labels = _rcnn_inputs(B)
     if impl == "frcnn_model":
+        T = parts.targets
         smp, gen = T.RCNNTargetSampler(128, 0.5, 0.25), T.RCNNTargetGenerator(20, max_pos=32)
         rng = np.random.default_rng(0)
 
@@ -65,8 +65,8 @@ def test_rcnn_sample_targets(benchmark, request, impl, B):
             return gen(r, s, m, labels, gts)
         benchmark(run)
     else:
-        mx = request.getfixturevalue("mx")
-        pytest.importorskip("gluoncv")
+        require(env, "mxnet", "gluoncv")
+        mx = env.mx
         from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import (RCNNTargetGenerator,
                                                                     RCNNTargetSampler)
         smp = RCNNTargetSampler(B, 2000, 128, 0.5, 0.25, 20)
@@ -97,13 +97,13 @@ def _voc_batches(n_img=500, N=100, M=10, C=20, per_batch=10, seed=0):
 
 
 @pytest.mark.parametrize("impl", ["frcnn_model", "gluoncv"])
-def test_voc07_update(benchmark, impl):
+def test_voc07_update(benchmark, env, parts, impl):
     benchmark.group = "VOC07 update 500 images x 100 detections"
     batches = _voc_batches()
     if impl == "frcnn_model":
-        metric = VOC07MApMetric()
+        metric = parts.VOC07MApMetric()
     else:
-        pytest.importorskip("gluoncv")
+        require(env, "mxnet", "gluoncv")
         from gluoncv.utils.metrics.voc_detection import VOC07MApMetric as G
         metric = G()
 

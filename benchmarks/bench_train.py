@@ -7,36 +7,36 @@ for both). With --benchmark-disable (CI) the image is 300x400 to keep the smoke 
 import numpy as np
 import pytest
 
-from shapes import IMAGE_HW
+from benchutil import require
+from frcnn_ops.bench.cases.model import transfer_parameters
+from frcnn_ops.bench.cases.shapes import IMAGE_HW, MODEL_NAME
 
 GT = np.array([[40, 60, 300, 420, 14], [350, 100, 560, 380, 6], [100, 300, 240, 560, 11],
                [500, 500, 780, 590, 2], [10, 10, 120, 90, 8]], dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
-def setup(mx, gluoncv, request, tmp_path_factory):
+def setup(env, parts, request):
+    require(env, "mxnet", "gluoncv")
     from gluoncv import model_zoo
-    import frcnn_model
-    from frcnn_model.anchors import feature_anchors
+    mx = env.mx
     small = request.config.getoption("benchmark_disable", default=False)
     hw = (IMAGE_HW[0] // 2, IMAGE_HW[1] // 2) if small else IMAGE_HW
     gt = GT.copy()
     if small:
         gt[:, :4] /= 2
     mx.random.seed(0)
-    theirs = model_zoo.get_model("faster_rcnn_resnet50_v1b_voc", pretrained=False,
+    theirs = model_zoo.get_model(MODEL_NAME, pretrained=False,
                                  pretrained_base=False)
     theirs.initialize(mx.init.Xavier())
     x = np.random.default_rng(0).normal(0, 1, (1, 3) + hw).astype(np.float32)
     theirs(mx.nd.array(x))
-    path = str(tmp_path_factory.mktemp("train") / "frcnn.params")
-    theirs.save_parameters(path)
-    ours = frcnn_model.faster_rcnn_resnet50_v1b_voc()
-    ours.load_parameters(path)
+    ours = transfer_parameters(theirs, parts.faster_rcnn_resnet50_v1b_voc)
     theirs.hybridize(static_alloc=True)
     feat_hw = tuple(ours.features(mx.nd.array(x)).shape[2:])
-    anchors = feature_anchors(feat_hw)[0]
-    return dict(mx=mx, ours=ours, theirs=theirs, x=x, gt=gt, anchors=anchors, hw=hw)
+    anchors = parts.feature_anchors(feat_hw)[0]
+    return dict(mx=mx, ours=ours, theirs=theirs, x=x, gt=gt, anchors=anchors, hw=hw,
+                TrainStep=parts.TrainStep)
 
 
 def _gluoncv_step(s):
@@ -76,8 +76,7 @@ def _gluoncv_step(s):
 
 
 def _our_step(s):
-    from frcnn_model.training import TrainStep
-    step = TrainStep(s["ours"], seed=0)
+    step = s["TrainStep"](s["ours"], seed=0)
     labels = np.concatenate([s["gt"], np.zeros((len(s["gt"]), 1), np.float32)], 1)[None]
     im_hw = np.array([s["hw"]], np.float32)
 

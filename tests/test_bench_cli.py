@@ -156,3 +156,19 @@ def test_time_pair_interleaves():
                   Budget(min_pairs=4, max_pairs=4, budget_s=0.0, warmup_s=0.0), warmup=False)
     assert calls == ["a", "b"] * 4 and t.pairs == 4
     assert len(t.ours_samples_ms) == len(t.ref_samples_ms) == 4
+
+
+def test_one_case_list():
+    """frcnn-bench's rows are cases of the suites' list, each id once (pytest params)."""
+    suite = C.suite_cases(*C.GROUPS, "multilevel_roi_align", "sweep")
+    ids = [c.id for c in suite]
+    assert len(ids) == len(set(ids))
+    rows = C.comparisons(C.Env())
+    assert rows and not any(c.extra for c in rows)
+    assert {c.id for c in rows} <= set(ids)
+    assert [C.GROUPS.index(c.group) for c in rows] == sorted(C.GROUPS.index(c.group)
+                                                             for c in rows)
+    sweep = C.sweep_cases("small")
+    assert [c.sweep for c in sweep] == ["rois", "rois", "anchors", "anchors"]
+    gpu = C.suite_cases(*C.GROUPS, device="gpu")
+    assert all("cupy_gpu" in c.needs for c in gpu)

@@ -1,16 +1,11 @@
 """proposal and nms: NumPy reference, GluonCV RPNProposal + box_nms and mx.nd.contrib.box_nms
 parity on random and adversarial data, hybridized blocks, bad input."""
-import os
-import sys
-
 import numpy as np
 import pytest
 
 import frcnn_ops
 from frcnn_ops import reference as ref
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-from shapes import rpn_anchors  # noqa: E402
+from frcnn_ops.bench.cases.shapes import rpn_anchors
 
 ANCHORS = rpn_anchors()  # (1, 28500, 4): the seed's 38x50 feature map
 N = ANCHORS.shape[1]

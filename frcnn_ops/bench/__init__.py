@@ -1,7 +1,9 @@
 """frcnn-bench: frcnn_ops against its references (MXNet contrib, GluonCV, NumPy, torchvision) at
 the seed model's shapes, checked then timed; see ``frcnn-bench --help``.
 
-Modules: shapes (the seed's shapes and inputs, also used by benchmarks/), cases (the
-comparisons and their agreement checks), timing (interleaved pairs), sweeps, plot, cli.
+Modules: cases (the one list of comparisons, also what the pytest-benchmark suites in
+benchmarks/ parametrize over: shapes, environment, checks, CPU/GPU/model cases, sweep points),
+timing (the sync helpers, interleaved pairs), run (check then time), report (tables, machine
+description), plot, cli (the command line only).
 Nothing here imports MXNet at import time beyond what ``import frcnn_ops`` does.
 """

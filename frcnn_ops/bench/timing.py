@@ -3,7 +3,8 @@ same machine state (turbo, cache, a neighbour's load); the speedup is the median
 per-pair ratios reference / ours.
 
 Every callable given here must return only when its result is ready (MXNet: wait_to_read;
-CuPy/torch: a device synchronize); see ``mx_sync`` and ``device_sync``.
+CuPy/torch: a device synchronize): wrap them in ``mx_sync`` or ``device_sync``, the only two
+sync helpers of frcnn-bench and the pytest-benchmark suites.
 """
 import statistics
 import time
@@ -24,6 +25,25 @@ def mx_sync(fn):
         out = fn()
         for o in _flat(out):
             o.wait_to_read()
+        return out
+    return run
+
+
+def sync_device():
+    """Waits until the GPU is idle: every stream, CuPy's and torch's (a stream synchronize would
+    miss the other library's)."""
+    import cupy as cp
+    cp.cuda.runtime.deviceSynchronize()
+
+
+def device_sync(fn):
+    """Wraps a CuPy or torch CUDA call so that it returns after the device is idle."""
+    import cupy as cp
+    sync = cp.cuda.runtime.deviceSynchronize
+
+    def run():
+        out = fn()
+        sync()
         return out
     return run
 

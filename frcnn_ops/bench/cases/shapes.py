@@ -1,9 +1,6 @@
-"""The seed model's real shapes (GluonCV faster_rcnn_resnet50_v1b_voc at 600x800) and the
-inputs built from them, shared by frcnn-bench and the pytest-benchmark suites in benchmarks/
-(benchmarks/shapes.py re-exports this module)."""
-import importlib.util
-import os
-
+"""The seed model's real shapes (GluonCV faster_rcnn_resnet50_v1b_voc at 600x800), its ops'
+parameters and the inputs built from them: every case of frcnn-bench and of the pytest-benchmark
+suites in benchmarks/ takes its inputs from here."""
 import numpy as np
 
 IMAGE_HW = (600, 800)
@@ -15,28 +12,26 @@ ROI_POOLED = (14, 14)
 ROI_SCALE = 1.0 / 16
 ROI_SAMPLE_RATIO = 2
 NUM_ROIS = 300
-
-
-def _feature_anchors():
-    """frcnn_model.anchors.feature_anchors; frcnn_model's package import needs MXNet, so without
-    MXNet (a CuPy-only install) its anchors.py is loaded on its own."""
-    try:
-        from frcnn_model.anchors import feature_anchors
-        return feature_anchors
-    except ImportError:
-        spec = importlib.util.find_spec("frcnn_model")
-        if spec is None or not spec.submodule_search_locations:
-            raise
-        path = os.path.join(list(spec.submodule_search_locations)[0], "anchors.py")
-        anchors_spec = importlib.util.spec_from_file_location("_frcnn_model_anchors", path)
-        module = importlib.util.module_from_spec(anchors_spec)
-        anchors_spec.loader.exec_module(module)
-        return module.feature_anchors
+DECODE_STDS = (0.1, 0.1, 0.2, 0.2)
+NMS_RPN = dict(overlap_thresh=0.7, coord_start=1, score_index=0, id_index=-1,
+               force_suppress=True)
+NMS_CLASS = dict(overlap_thresh=0.3, topk=400, valid_thresh=0.0001, id_index=0, score_index=1,
+                 coord_start=2, force_suppress=False)
+PROPOSALS = ((6000, 300), (12000, 2000))   # (pre, post): test and train
+MODEL_INPUT = (1, 3) + IMAGE_HW
+MODEL_NAME = "faster_rcnn_resnet50_v1b_voc"
+# issue 17's FPN shape: GluonCV's FPN Faster R-CNN head, P2-P5 of an 800x1216 image
+FPN_IMAGE_HW = (800, 1216)
+FPN_STRIDES = (4, 8, 16, 32)
+FPN_C = 256
+FPN_ROIS = 1000
+FPN_POOLED = (7, 7)
 
 
 def rpn_anchors(feat_hw=FEAT_HW):
     """GluonCV RPNAnchorGenerator's anchors, (1, H*W*15, 4) corner, float32."""
-    return _feature_anchors()(feat_hw)
+    from .model import feature_anchors
+    return feature_anchors()(feat_hw)
 
 
 def rpn_deltas(batch=1, n=NUM_ANCHORS, seed=0, scale=0.2):
@@ -105,3 +100,40 @@ def roi_head_grad(n_rois=NUM_ROIS, channels=FEAT_C, seed=1):
     """A head gradient for the ROIAlign output (n_rois, channels, 14, 14)."""
     return np.random.default_rng(seed).normal(
         size=(n_rois, channels) + ROI_POOLED).astype(np.float32)
+
+
+def roi_kw():
+    return dict(pooled_size=ROI_POOLED, spatial_scale=ROI_SCALE, sample_ratio=ROI_SAMPLE_RATIO)
+
+
+def fpn_features(channels=FPN_C, seed=0):
+    """P2..P5 (1, C, H / s, W / s), float32."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(1, channels, FPN_IMAGE_HW[0] // s, FPN_IMAGE_HW[1] // s))
+            .astype(np.float32) for s in FPN_STRIDES]
+
+
+def fpn_rois(n=FPN_ROIS, seed=1):
+    """n rois over the image, square roots of areas log-uniform over 16 .. 800 pixels (every
+    level: about half at P2 as in RPN output), aspect 1:3 .. 3:1, inside the image."""
+    rng = np.random.default_rng(seed)
+    h, w = FPN_IMAGE_HW
+    side = np.exp(rng.uniform(np.log(16), np.log(800), size=n))
+    aspect = np.exp(rng.uniform(-0.55, 0.55, size=n))
+    wh = np.minimum(np.stack([side * aspect, side / aspect], 1), [w, h])
+    xy = rng.uniform(size=(n, 2)) * ([w, h] - wh)
+    return np.concatenate([np.zeros((n, 1)), xy, xy + wh], 1).astype(np.float32)
+
+
+def fpn_head_grad(n=FPN_ROIS, channels=FPN_C, seed=2):
+    return np.random.default_rng(seed).normal(size=(n, channels) + FPN_POOLED).astype(np.float32)
+
+
+def proposal_inputs(feat_hw=FEAT_HW, batch=1):
+    """scores, deltas, anchors, im_info and the image size for a feature map (the seed's
+    600x800 image, or for a sweep the image this feature map comes from)."""
+    anchors = rpn_anchors(feat_hw)
+    n = anchors.shape[1]
+    img_hw = IMAGE_HW if tuple(feat_hw) == FEAT_HW else (feat_hw[0] * 16, feat_hw[1] * 16)
+    return (rpn_scores(batch, n), rpn_deltas(batch, n), anchors, im_info(batch, img_hw),
+            img_hw)

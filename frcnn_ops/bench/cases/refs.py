@@ -1,0 +1,155 @@
+"""The references' code paths that take more than a line, and ours called the same way: the
+composites (GluonCV, torchvision), mx.nd.contrib wrappers and autograd steps the cases time.
+
+Each builder takes its inputs from ``shapes`` and returns callables that return when their
+result is ready.
+"""
+import types
+
+import numpy as np
+
+from ..timing import mx_sync
+from . import shapes as S
+from .shapes import proposal_inputs, roi_kw
+
+
+def gluoncv_proposal_block(mx, pre, post):
+    """GluonCV's RPN path at test time: RPNProposal + box_nms + slice, hybridized."""
+    from gluoncv.model_zoo.rcnn.rpn.proposal import RPNProposal
+
+    class GluonCVProposal(mx.gluon.HybridBlock):
+        def __init__(self):
+            super().__init__()
+            self.prop = RPNProposal(clip=None, min_size=16, stds=(1.0, 1.0, 1.0, 1.0))
+
+        def hybrid_forward(self, F, anchors, scores, deltas, img):
+            pre_t = self.prop(anchors, scores, deltas, img)
+            tmp = F.contrib.box_nms(pre_t, overlap_thresh=0.7, topk=pre, coord_start=1,
+                                    score_index=0, id_index=-1, force_suppress=True)
+            return F.slice_axis(tmp, axis=1, begin=0, end=post)
+
+    net = GluonCVProposal()
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def contrib_proposal_fns(mx, feat_hw, pre, post):
+    """(ours through MXNet, mx.nd.contrib.Proposal) on the same scores and deltas."""
+    scores, deltas, anchors, info, _ = proposal_inputs(feat_hw)
+    Sx, D, A, I = (mx.nd.array(x) for x in (scores, deltas, anchors, info))
+    h, w = feat_hw
+    # (1, H*W*A, 1) -> (1, 2A, H, W) with background = 1 - fg, as contrib.Proposal wants
+    fg = scores.reshape(1, h, w, 15).transpose(0, 3, 1, 2)
+    cls_prob = mx.nd.array(np.concatenate([1 - fg, fg], axis=1))
+    bbox = mx.nd.array(deltas.reshape(1, h, w, 60).transpose(0, 3, 1, 2))
+    ours = mx_sync(lambda: mx.nd.frcnn_proposal(Sx, D, A, I, rpn_pre_nms_top_n=pre,
+                                                rpn_post_nms_top_n=post))
+    ref = mx_sync(lambda: mx.nd.contrib.Proposal(
+        cls_prob, bbox, I, rpn_pre_nms_top_n=pre, rpn_post_nms_top_n=post, threshold=0.7,
+        rpn_min_size=16, scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2), feature_stride=16))
+    return ours, ref
+
+
+def torchvision_proposal(torch, tv, scores, deltas, anchors, hw, pre, post):
+    """torchvision's RPN post-processing: topk, decode, clip, remove_small_boxes, nms, top post
+    (scores (N,), deltas and anchors (N, 4), on any device)."""
+    s, idx = scores.topk(pre)
+    d, a = deltas[idx], anchors[idx]
+    wa, ha = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
+    xa, ya = a[:, 0] + 0.5 * wa, a[:, 1] + 0.5 * ha
+    cx, cy = d[:, 0] * wa + xa, d[:, 1] * ha + ya
+    w, h = torch.exp(d[:, 2]) * wa, torch.exp(d[:, 3]) * ha
+    boxes = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=1)
+    boxes = tv.ops.clip_boxes_to_image(boxes, hw)
+    keep = tv.ops.remove_small_boxes(boxes, 16.0)
+    boxes, s = boxes[keep], s[keep]
+    keep = tv.ops.nms(boxes, s, 0.7)[:post]
+    return boxes[keep], s[keep]
+
+
+TV_PROPOSAL_NOTE = "different conventions (topk before the min-size filter, no +1)"
+
+
+def mx_roi_align_fns(mx, n_rois=S.NUM_ROIS, channels=S.FEAT_C, backward=False):
+    """(ours, contrib) through MXNet: forward, or forward + backward with a head gradient
+    (returning [output, data gradient])."""
+    feat, rois = S.feature_map(channels), S.seed_rois(n_rois)
+
+    def make(op):
+        x, r = mx.nd.array(feat), mx.nd.array(rois)
+        if not backward:
+            return mx_sync(lambda: op(x, r, **roi_kw()))
+        x.attach_grad()
+        head = mx.nd.array(S.roi_head_grad(n_rois, channels))
+
+        def step():
+            with mx.autograd.record():
+                y = op(x, r, **roi_kw())
+            y.backward(head)
+            return [y, x.grad]
+        return mx_sync(step)
+    return make(mx.nd.frcnn_roi_align), make(mx.nd.contrib.ROIAlign)
+
+
+def numpy_roi_align_fns(torch, tv, backward=False):
+    """(ours through NumPy, torchvision.ops.roi_align on CPU tensors) at the seed shape:
+    forward, or forward + backward with a head gradient (returning [output, data gradient]).
+    torch and tv may be None when only ours is wanted."""
+    import frcnn_ops
+    from frcnn_ops._lib import _C
+    feat, rois, head = S.feature_map(), S.seed_rois(), S.roi_head_grad()
+    kw = roi_kw()
+    args = (kw["pooled_size"], kw["spatial_scale"], kw["sample_ratio"])
+
+    def theirs():
+        X, R, H = torch.from_numpy(feat), torch.from_numpy(rois), torch.from_numpy(head)
+        if not backward:
+            return tv.ops.roi_align(X, R, *args, aligned=False)
+        x = X.clone().requires_grad_(True)
+        y = tv.ops.roi_align(x, R, *args, aligned=False)
+        y.backward(H)
+        return [y, x.grad]
+
+    def ours():
+        y = frcnn_ops.roi_align(feat, rois, *args)
+        if not backward:
+            return y
+        return [y, _C.roi_align_backward(head, rois, list(feat.shape), list(args[0]), args[1],
+                                         args[2], False, False)]
+    return ours, theirs
+
+
+def gluoncv_pyramid(mx, feats, rois):
+    """GluonCV's FasterRCNN._pyramid_roi_feats (its FPN models: stages 2..6, P6 unused)."""
+    from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
+    fake = types.SimpleNamespace(_max_stage=6, _min_stage=2)
+    return FasterRCNN._pyramid_roi_feats(fake, mx.nd, feats, rois, S.FPN_POOLED,
+                                         S.FPN_STRIDES + (64,), roi_mode="align")
+
+
+def multilevel_fns(mx, backward=False):
+    """(ours, GluonCV's _pyramid_roi_feats) at the FPN shape through MXNet: forward, or forward
+    + backward with a head gradient into every level (returning the level gradients)."""
+    import frcnn_ops
+
+    def ours(feats, rois):
+        return frcnn_ops.multilevel_roi_align(
+            rois, feats, S.FPN_POOLED, spatial_scales=[1.0 / s for s in S.FPN_STRIDES],
+            sample_ratio=2)
+
+    def make(op):
+        xs = [mx.nd.array(f) for f in S.fpn_features()]
+        r = mx.nd.array(S.fpn_rois())
+        if not backward:
+            return mx_sync(lambda: op(xs, r))
+        for x in xs:
+            x.attach_grad()
+        head = mx.nd.array(S.fpn_head_grad())
+
+        def step():
+            with mx.autograd.record():
+                y = op(xs, r)
+            y.backward(head)
+            return [x.grad for x in xs]
+        return mx_sync(step)
+    return make(ours), make(lambda feats, rois: gluoncv_pyramid(mx, feats, rois))
