@@ -96,7 +96,6 @@ def numpy_roi_align_fns(torch, tv, backward=False):
     forward, or forward + backward with a head gradient (returning [output, data gradient]).
     torch and tv may be None when only ours is wanted."""
     import frcnn_ops
-    from frcnn_ops._lib import _C
     feat, rois, head = S.feature_map(), S.seed_rois(), S.roi_head_grad()
     kw = roi_kw()
     args = (kw["pooled_size"], kw["spatial_scale"], kw["sample_ratio"])
@@ -114,8 +113,7 @@ def numpy_roi_align_fns(torch, tv, backward=False):
         y = frcnn_ops.roi_align(feat, rois, *args)
         if not backward:
             return y
-        return [y, _C.roi_align_backward(head, rois, list(feat.shape), list(args[0]), args[1],
-                                         args[2], False, False)]
+        return [y, frcnn_ops.roi_align_backward(head, rois, feat.shape, *args)]
     return ours, theirs
 
 
