@@ -29,6 +29,8 @@ def _default(attr):
         return int(text)
     if kind == "bool":
         return text == "true"
+    if kind in ("int_pair", "int_list", "float_list"):
+        return text
     return text
 
 

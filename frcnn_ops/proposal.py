@@ -1,6 +1,8 @@
 """proposal (the fused RPN proposal step) and nms (box_nms drop-in)."""
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 from ._dispatch import Tensor, run, run_backward
 
 __all__ = ["proposal", "nms", "nms_backward"]
@@ -9,8 +11,8 @@ __all__ = ["proposal", "nms", "nms_backward"]
 def proposal(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
              rpn_pre_nms_top_n: int = 6000, rpn_post_nms_top_n: int = 300,
              threshold: float = 0.7, rpn_min_size: float = 16.0, std0: float = 1.0,
-             std1: float = 1.0, std2: float = 1.0, std3: float = 1.0,
-             clip: float = -1.0) -> Tensor:
+             std1: float = 1.0, std2: float = 1.0, std3: float = 1.0, clip: float = -1.0,
+             level_sizes: Optional[Sequence[int]] = None, per_level_nms: bool = False) -> Tensor:
     """RPN proposals: GluonCV's ``RPNProposal`` + ``box_nms`` + slice as one op.
 
     Per image: decode the deltas against the anchors (like :func:`box_decode` with
@@ -34,6 +36,16 @@ def proposal(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
         threshold (float): NMS IoU threshold in [0, 1].
         rpn_min_size (float): minimum box width and height (+1 convention).
         std0, std1, std2, std3 (float): delta scales; clip (float): cap on dw, dh if > 0.
+        level_sizes (list of int): for an FPN RPN, the anchors of each level in their order
+            along N (GluonCV concatenates the levels' scores, deltas and anchors in level
+            order); they must sum to N. Without ``per_level_nms`` the levels are proposed
+            together, which is GluonCV's multi-level path (``RPNProposal`` per level, concat,
+            ``box_nms``, slice): the same as passing the concatenation without level_sizes.
+        per_level_nms (bool): GluonCV's ``RPN(per_level_nms=True)``: each level is proposed
+            alone with ``rpn_pre_nms_top_n // len(level_sizes)`` boxes entering its NMS and as
+            many kept; then all levels' kept boxes in descending score order (ties: level
+            order, then rank), the first ``rpn_post_nms_top_n``. Needs ``level_sizes`` and
+            ``rpn_pre_nms_top_n >= len(level_sizes)``.
 
     Returns:
         Tensor[B, rpn_post_nms_top_n, 5]: ``[score, x1, y1, x2, y2]`` of the kept boxes in
@@ -46,7 +58,8 @@ def proposal(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
                                       im_info=im_info),
                dict(rpn_pre_nms_top_n=rpn_pre_nms_top_n, rpn_post_nms_top_n=rpn_post_nms_top_n,
                     threshold=threshold, rpn_min_size=rpn_min_size, std0=std0, std1=std1,
-                    std2=std2, std3=std3, clip=clip))
+                    std2=std2, std3=std3, clip=clip, level_sizes=level_sizes,
+                    per_level_nms=per_level_nms or None))
 
 
 def nms(data: Tensor, overlap_thresh: float = 0.5, valid_thresh: float = 0.0, topk: int = -1,

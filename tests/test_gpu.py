@@ -157,6 +157,17 @@ def test_proposal_edges(dev, rng, dtype):
     check_proposal(dev, dtype, scores[..., 0], deltas, anc, info, **kw)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_proposal_per_level_nms(dev, rng, dtype):
+    levels = [400, 0, 100, 37]  # FPN levels along N, one of them empty
+    scores, deltas, anc, info = rpn_inputs(rng, 2, sum(levels), anchor_batch=2)
+    scores[1, ::5] = 0.5  # ties across levels: level order first
+    for pre, post in [(400, 300), (40, 40)]:  # padding; pre // levels = 10 per level
+        check_proposal(dev, dtype, scores, deltas, anc, info, rpn_pre_nms_top_n=pre,
+                       rpn_post_nms_top_n=post, threshold=0.6, rpn_min_size=2,
+                       level_sizes=levels, per_level_nms=True)
+
+
 def test_proposal_seed_shape(dev, rng):
     if not dev.real:
         pytest.skip("the seed shape runs on the GPU only")

@@ -53,7 +53,7 @@ def test_schema_lists_types_defaults_and_docs():
         assert s["inputs"], op
         for a in s["attrs"]:
             assert a["type"] in ("float", "double", "int", "bool", "choice", "int_pair",
-                                 "float_list"), a
+                                 "float_list", "int_list"), a
             assert a["doc"], (op, a["name"])
             assert (a["type"] == "choice") == bool(a["choices"]), a
 

@@ -134,6 +134,11 @@ def drive_proposal(be, rng, fo):
                 info = be.arr(np.array([[600, 800, 1], [375, 500, 1]][:B]), dt)
                 be.call("proposal", fo.proposal, s, d, a, info, pre, post, threshold=0.7,
                         rpn_min_size=16, std0=0.1, std1=0.1, std2=0.2, std3=0.2)
+                if n >= 3 and pre >= 3:  # FPN levels, GluonCV's per_level_nms
+                    levels = [n // 2, 0, n - n // 2]
+                    be.call("proposal per_level_nms", fo.proposal, s, d, a, info, pre, post,
+                            threshold=0.7, rpn_min_size=16, level_sizes=levels,
+                            per_level_nms=True)
 
 
 def drive_nms(be, rng, fo):

@@ -150,6 +150,12 @@ AttrValues parse_attrs(const OpDef& op,
         if (v.list.size() != 2) bad(a, "an integer or 2 integers", text);
         break;
       }
+      case AttrType::kIntList: {
+        for (const auto& item : items(text))
+          v.list.push_back(static_cast<double>(parse_integer(a, item, "integers")));
+        if (v.list.empty()) bad(a, "at least one integer", text);
+        break;
+      }
       case AttrType::kFloatList: {
         for (const auto& item : items(text))
           v.list.push_back(static_cast<float>(parse_number(a, item, "numbers")));

@@ -36,6 +36,7 @@ enum class AttrType {
   kChoice,     // one of `choices`
   kIntPair,    // "(7, 7)", "[7,7]", "7" -> {7, 7}
   kFloatList,  // "(0.25, 0.125)", "0.25" -> at least one float
+  kIntList,    // "(1000, 250)", "[7]" -> at least one int32
 };
 
 struct AttrSpec {

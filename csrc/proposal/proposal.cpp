@@ -1,5 +1,7 @@
 // The op frcnn_proposal: GluonCV's RPN proposal path (RPNProposal + box_nms + slice) as one
-// op: schema, validation and device choice. Kernels: proposal_cpu.cpp / proposal_cuda.cu.
+// op, single-level (C4) or FPN (the levels concatenated along N, as GluonCV's multi-level RPN
+// concatenates them; per_level_nms as its RPN option): schema, validation and device choice.
+// Kernels: proposal_cpu.cpp / proposal_cuda.cu.
 #include <cmath>
 
 #include "common/op.h"
@@ -56,15 +58,42 @@ ProposalParams params(const AttrValues& a) {
   return p;
 }
 
+// Anchors per FPN level (level_sizes), checked against N; empty without per_level_nms.
+std::vector<int64_t> levels(const AttrValues& a, const ProposalParams& p, int64_t N) {
+  std::vector<int64_t> sizes;
+  if (a.has("level_sizes")) {
+    int64_t sum = 0;
+    for (double v : a.list("level_sizes")) {
+      if (v < 0) throw InputError("level_sizes must be >= 0 each, got " + std::to_string(v));
+      sizes.push_back(static_cast<int64_t>(v));
+      sum += sizes.back();
+    }
+    if (sum != N)
+      throw InputError("level_sizes must sum to the anchors' N = " + std::to_string(N) +
+                       ", got " + std::to_string(sum));
+  }
+  if (!a.b("per_level_nms")) return {};
+  if (sizes.empty()) throw InputError("per_level_nms needs level_sizes (anchors per level)");
+  if (p.pre_nms < static_cast<int64_t>(sizes.size()))
+    throw InputError("per_level_nms needs rpn_pre_nms_top_n >= the number of levels (" +
+                     std::to_string(sizes.size()) + "), got " + std::to_string(p.pre_nms));
+  return sizes;
+}
+
 std::vector<Shape> infer_shape(const AttrValues& a, const std::vector<Shape>& in) {
   const ProposalParams p = params(a);
   require_ok(check(in[0], in[1], in[2], in[3]));
+  levels(a, p, in[1][1]);
   return {{in[1][0], p.post_nms, 5}};
 }
 
 size_t workspace(const AttrValues& a, DType dt, const std::vector<Shape>& in, bool backward) {
 #ifdef FRCNN_WITH_CUDA
-  return backward ? 0 : proposal_cuda_workspace(dt, in[1][0], in[1][1], params(a));
+  const ProposalParams p = params(a);
+  const std::vector<int64_t> lv = levels(a, p, in[1][1]);
+  if (backward) return 0;
+  return lv.empty() ? proposal_cuda_workspace(dt, in[1][0], in[1][1], p)
+                    : proposal_levels_cuda_workspace(dt, in[1][0], lv, p);
 #else
   return 0;
 #endif
@@ -74,7 +103,19 @@ void forward(const Call& c) {
   const ProposalParams p = params(c.attrs);
   const Shape& ds = c.in[1].shape;
   const int64_t anchor_batch = c.in[2].shape[0], info_cols = c.in[3].shape[1];
-  if (c.dev.gpu) {
+  const std::vector<int64_t> lv = levels(c.attrs, p, ds[1]);
+  if (!lv.empty() && c.dev.gpu) {
+#ifdef FRCNN_WITH_CUDA
+    proposal_levels_cuda(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
+                         c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, lv, p,
+                         c.dev.workspace, c.dev.workspace_bytes, c.dev.stream);
+#else
+    no_cuda();
+#endif
+  } else if (!lv.empty()) {
+    proposal_levels_cpu(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
+                        c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, lv, p);
+  } else if (c.dev.gpu) {
 #ifdef FRCNN_WITH_CUDA
     proposal_cuda(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
                   c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, p, c.dev.workspace,
@@ -103,7 +144,9 @@ const OpDef& proposal_op() {
        {"std1", AttrType::kFloat, "1.0", "scale of dy"},
        {"std2", AttrType::kFloat, "1.0", "scale of dw"},
        {"std3", AttrType::kFloat, "1.0", "scale of dh"},
-       {"clip", AttrType::kFloat, "-1.0", "upper bound of dw and dh before exp when > 0"}},
+       {"clip", AttrType::kFloat, "-1.0", "upper bound of dw and dh before exp when > 0"},
+       {"level_sizes", AttrType::kIntList, "", "anchors per FPN level, in order along N"},
+       {"per_level_nms", AttrType::kBool, "false", "GluonCV's per_level_nms (needs level_sizes)"}},
       nullptr, infer_shape, workspace, forward, nullptr};
   return op;
 }

@@ -30,6 +30,22 @@ void proposal_cpu(DType dt, const void* scores, const void* deltas, const void* 
                   const void* im_info, void* out, int64_t B, int64_t N, int64_t anchor_batch,
                   int64_t info_cols, const ProposalParams& p);
 
+// GluonCV's per_level_nms: N holds levels[0], levels[1], ... anchors in order (summing to N);
+// each level is proposed alone with pre_nms / levels.size() boxes in and as many out (>= 1),
+// then the levels' kept boxes are merged by descending score (ties: level, then rank) and the
+// first post_nms returned. The GPU launcher takes proposal_levels_cuda_workspace() bytes.
+void proposal_levels_cpu(DType dt, const void* scores, const void* deltas, const void* anchors,
+                         const void* im_info, void* out, int64_t B, int64_t N,
+                         int64_t anchor_batch, int64_t info_cols,
+                         const std::vector<int64_t>& levels, const ProposalParams& p);
+size_t proposal_levels_cuda_workspace(DType dt, int64_t B, const std::vector<int64_t>& levels,
+                                      const ProposalParams& p);
+void proposal_levels_cuda(DType dt, const void* scores, const void* deltas, const void* anchors,
+                          const void* im_info, void* out, int64_t B, int64_t N,
+                          int64_t anchor_batch, int64_t info_cols,
+                          const std::vector<int64_t>& levels, const ProposalParams& p,
+                          void* workspace, size_t workspace_bytes, void* stream);
+
 // GPU: the caller provides one scratch buffer of proposal_cuda_workspace() bytes.
 size_t proposal_cuda_workspace(DType dt, int64_t B, int64_t N, const ProposalParams& p);
 void proposal_cuda(DType dt, const void* scores, const void* deltas, const void* anchors,

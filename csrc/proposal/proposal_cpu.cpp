@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "common/checks.h"
@@ -70,7 +71,67 @@ void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* 
   }
 }
 
+// GluonCV's RPN with per_level_nms: each level (levels[l] anchors, in order along N) gets its
+// own proposal step with top-k = pre_nms / levels and as many kept; then every level's kept
+// boxes in descending score order (ties: level order, then rank in the level; GluonCV's
+// box_nms with overlap 2 over the concatenation), the first post_nms.
+template <typename T>
+void proposal_levels_impl(const T* scores, const T* deltas, const T* anchors, const T* im_info,
+                          T* out, int64_t B, int64_t N, int64_t anchor_batch, int64_t info_cols,
+                          const std::vector<int64_t>& levels, const ProposalParams& p) {
+  const int64_t L = static_cast<int64_t>(levels.size());
+  ProposalParams lp = p;
+  lp.pre_nms = lp.post_nms = static_cast<int>(p.pre_nms / L);
+  const int64_t k = lp.post_nms;
+  const int nt = threads_for(B, 2);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (int64_t b = 0; b < B; ++b) {
+    thread_local std::vector<T> merged;
+    thread_local std::vector<uint32_t> order;
+    merged.resize(static_cast<size_t>(L * k * 5));
+    int64_t off = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      proposal_one<T>(scores + b * N + off, deltas + (b * N + off) * 4,
+                      anchors + ((anchor_batch == 1 ? 0 : b) * N + off) * 4,
+                      im_info[b * info_cols], im_info[b * info_cols + 1], levels[l], lp,
+                      merged.data() + l * k * 5);
+      off += levels[l];
+    }
+    order.clear();
+    for (int64_t r = 0; r < L * k; ++r)
+      if (merged[r * 5] > T(0)) order.push_back(static_cast<uint32_t>(r));
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t x, uint32_t y) { return merged[x * 5] > merged[y * 5]; });
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(order.size()), p.post_nms);
+    T* o = out + b * p.post_nms * 5;
+    for (int64_t r = 0; r < n; ++r)
+      for (int c = 0; c < 5; ++c) o[r * 5 + c] = merged[order[r] * 5 + c];
+    std::fill(o + n * 5, o + static_cast<int64_t>(p.post_nms) * 5, T(-1));
+  }
+}
+
 }  // namespace
+
+void proposal_levels_cpu(DType dt, const void* scores, const void* deltas, const void* anchors,
+                         const void* im_info, void* out, int64_t B, int64_t N,
+                         int64_t anchor_batch, int64_t info_cols,
+                         const std::vector<int64_t>& levels, const ProposalParams& p) {
+  if (dt == DType::kFloat16) {
+    HalfAsFloat h;
+    proposal_levels_cpu(DType::kFloat32, h.in(scores, B * N), h.in(deltas, B * N * 4),
+                        h.in(anchors, anchor_batch * N * 4), h.in(im_info, B * info_cols),
+                        h.out(out, B * int64_t(p.post_nms) * 5), B, N, anchor_batch, info_cols,
+                        levels, p);
+    return h.finish();
+  }
+  FRCNN_DISPATCH_CPU(dt, "frcnn_proposal",
+                     proposal_levels_impl(static_cast<const scalar_t*>(scores),
+                                          static_cast<const scalar_t*>(deltas),
+                                          static_cast<const scalar_t*>(anchors),
+                                          static_cast<const scalar_t*>(im_info),
+                                          static_cast<scalar_t*>(out), B, N, anchor_batch,
+                                          info_cols, levels, p));
+}
 
 void proposal_cpu(DType dt, const void* scores, const void* deltas, const void* anchors,
                   const void* im_info, void* out, int64_t B, int64_t N, int64_t anchor_batch,

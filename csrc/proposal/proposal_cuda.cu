@@ -2,8 +2,14 @@
 //   keys (score > 0) -> segmented stable radix sort per image -> decode, clip and min-size
 //   test in score order -> compaction of the first pre_nms valid boxes (CUB scan) ->
 //   bitmask IoU -> greedy pass on the device with an early exit at post_nms -> output.
+// per_level_nms (proposal_levels_cuda): that pipeline per FPN level on a gathered copy of the
+// level's rows, then the levels' kept boxes ordered by nms_cuda (GluonCV's merge step).
+#include <algorithm>
+#include <type_traits>
+
 #include "box_coder/box_coder_math.h"
 #include "nms/nms_cuda.cuh"
+#include "nms/nms.h"
 #include "proposal/proposal.h"
 
 namespace frcnn {
@@ -194,7 +200,144 @@ void proposal_impl(const T* scores, const T* deltas, const T* anchors, const T* 
          plan.cand, B, N, p.post_nms, out);
 }
 
+template <typename T>
+DType dtype_of() {
+  return std::is_same<T, double>::value ? DType::kFloat64
+         : std::is_same<T, float>::value ? DType::kFloat32 : DType::kFloat16;
+}
+
+// Per image b: dst[b * dst_stride + j] = src[b * src_stride + j] for j < n, or `value` where
+// src is null (the per-level path's gathers, merges and -1 padding).
+template <typename T>
+__global__ void rows_kernel(const T* src, int64_t src_stride, T* dst, int64_t dst_stride,
+                            int64_t B, int64_t n, typename Acc<T>::type value) {
+  CUDA_1D_KERNEL_LOOP(i, B * n) {
+    const int64_t b = i / n, j = i % n;
+    if (src != nullptr)
+      dst[b * dst_stride + j] = src[b * src_stride + j];
+    else
+      store(dst + b * dst_stride + j, value);
+  }
+}
+
+template <typename T>
+void rows(const char* what, const T* src, int64_t src_stride, T* dst, int64_t dst_stride,
+          int64_t B, int64_t n, cudaStream_t stream, float value = 0.f) {
+  if (B * n == 0) return;
+  launch(what, rows_kernel<T>, blocks_for(B * n), kThreads, 0, stream, src, src_stride, dst,
+         dst_stride, B, n, static_cast<typename Acc<T>::type>(value));
+}
+
+// The per-level path's scratch: one level's inputs and output, the merged levels, their
+// ordering by nms, and the larger of one level's proposal workspace and the nms workspace
+// (used one after the other on the stream).
+template <typename T>
+struct LevelPlan {
+  T *scores = nullptr, *deltas = nullptr, *anchors = nullptr, *level_out = nullptr;
+  T *merged = nullptr, *sorted = nullptr;
+  void* ws = nullptr;
+  size_t ws_bytes = 0;
+
+  size_t carve(void* base, int64_t B, int64_t anchor_batch, const std::vector<int64_t>& levels,
+               const ProposalParams& lp, const NmsParams& np) {
+    const int64_t L = static_cast<int64_t>(levels.size()), k = lp.post_nms;
+    int64_t n_max = 0;
+    for (int64_t n : levels) n_max = std::max(n_max, n);
+    ws_bytes = nms_cuda_workspace(dtype_of<T>(), B, L * k, 5, np);
+    for (int64_t n : levels)
+      ws_bytes = std::max(ws_bytes, proposal_cuda_workspace(dtype_of<T>(), B, n, lp));
+    Carver c(base);
+    scores = c.take<T>(B * n_max);
+    deltas = c.take<T>(B * n_max * 4);
+    anchors = c.take<T>(anchor_batch * n_max * 4);
+    level_out = c.take<T>(B * k * 5);
+    merged = c.take<T>(B * L * k * 5);
+    sorted = c.take<T>(B * L * k * 5);
+    ws = c.take<char>(ws_bytes);
+    return c.used + 256;
+  }
+};
+
+NmsParams merge_params(const ProposalParams& p) {
+  NmsParams np;  // GluonCV: box_nms(overlap 2, topk pre_nms + 1, coord_start 1, score_index 0)
+  np.overlap_thresh = 2.f;
+  np.topk = p.pre_nms + 1;
+  np.coord_start = 1;
+  np.score_index = 0;
+  np.force_suppress = true;
+  return np;
+}
+
+ProposalParams level_params(const ProposalParams& p, size_t levels) {
+  ProposalParams lp = p;
+  lp.pre_nms = lp.post_nms = static_cast<int>(p.pre_nms / static_cast<int64_t>(levels));
+  return lp;
+}
+
+template <typename T>
+void proposal_levels_impl(const T* scores, const T* deltas, const T* anchors, const T* im_info,
+                          T* out, int64_t B, int64_t N, int64_t anchor_batch, int64_t info_cols,
+                          const std::vector<int64_t>& levels, const ProposalParams& p, void* ws,
+                          size_t ws_bytes, cudaStream_t stream) {
+  if (B == 0) return;
+  const ProposalParams lp = level_params(p, levels.size());
+  const NmsParams np = merge_params(p);
+  const int64_t L = static_cast<int64_t>(levels.size()), k = lp.post_nms;
+  LevelPlan<T> plan;
+  const size_t need = plan.carve(nullptr, B, anchor_batch, levels, lp, np);
+  if (ws == nullptr || ws_bytes < need)
+    throw Error("frcnn_proposal: workspace of " + std::to_string(ws_bytes) + " bytes, needs " +
+                std::to_string(need));
+  plan.carve(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws) + 255) & ~uintptr_t(255)),
+             B, anchor_batch, levels, lp, np);
+  int64_t off = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t n = levels[l];
+    rows("frcnn_proposal: rows_kernel (scores)", scores + off, N, plan.scores, n, B, n, stream);
+    rows("frcnn_proposal: rows_kernel (deltas)", deltas + off * 4, N * 4, plan.deltas, n * 4, B,
+         n * 4, stream);
+    rows("frcnn_proposal: rows_kernel (anchors)", anchors + off * 4, N * 4, plan.anchors, n * 4,
+         anchor_batch, n * 4, stream);
+    proposal_impl<T>(plan.scores, plan.deltas, plan.anchors, im_info, plan.level_out, B, n,
+                     anchor_batch, info_cols, lp, plan.ws, plan.ws_bytes, stream);
+    rows("frcnn_proposal: rows_kernel (merge)", plan.level_out, k * 5, plan.merged + l * k * 5,
+         L * k * 5, B, k * 5, stream);
+    off += n;
+  }
+  nms_cuda(dtype_of<T>(), plan.merged, plan.sorted, B, L * k, 5, np, plan.ws, plan.ws_bytes,
+           stream);
+  const int64_t n_out = std::min<int64_t>(p.post_nms, L * k);
+  rows("frcnn_proposal: rows_kernel (out)", static_cast<const T*>(plan.sorted), L * k * 5, out,
+       int64_t(p.post_nms) * 5, B, n_out * 5, stream);
+  rows("frcnn_proposal: rows_kernel (pad)", static_cast<const T*>(nullptr), 0,
+       out + n_out * 5, int64_t(p.post_nms) * 5, B, (p.post_nms - n_out) * 5, stream, -1.f);
+}
+
 }  // namespace
+
+size_t proposal_levels_cuda_workspace(DType dt, int64_t B, const std::vector<int64_t>& levels,
+                                      const ProposalParams& p) {
+  if (B == 0) return 0;
+  FRCNN_DISPATCH_CUDA(dt, "frcnn_proposal", {
+    LevelPlan<scalar_t> plan;
+    return plan.carve(nullptr, B, B, levels, level_params(p, levels.size()), merge_params(p));
+  });
+  return 0;
+}
+
+void proposal_levels_cuda(DType dt, const void* scores, const void* deltas, const void* anchors,
+                          const void* im_info, void* out, int64_t B, int64_t N,
+                          int64_t anchor_batch, int64_t info_cols,
+                          const std::vector<int64_t>& levels, const ProposalParams& p,
+                          void* workspace, size_t workspace_bytes, void* stream) {
+  FRCNN_DISPATCH_CUDA(dt, "frcnn_proposal",
+    proposal_levels_impl<scalar_t>(static_cast<const scalar_t*>(scores),
+                                   static_cast<const scalar_t*>(deltas),
+                                   static_cast<const scalar_t*>(anchors),
+                                   static_cast<const scalar_t*>(im_info),
+                                   static_cast<scalar_t*>(out), B, N, anchor_batch, info_cols,
+                                   levels, p, workspace, workspace_bytes, as_stream(stream)));
+}
 
 size_t proposal_cuda_workspace(DType dt, int64_t B, int64_t N, const ProposalParams& p) {
   if (B == 0 || N == 0) return 0;

@@ -203,7 +203,7 @@ void run_gpu(const std::string& name, bool backward, int dtype, uintptr_t grad_p
 // The ops' schemas, for the Python wrappers' signatures and docs (frcnn_ops._schema).
 py::list schema() {
   static const char* types[] = {"float", "double", "int", "bool", "choice", "int_pair",
-                                "float_list"};
+                                "float_list", "int_list"};
   py::list ops;
   for (const OpDef* op : all_ops()) {
     py::list inputs, attrs;
