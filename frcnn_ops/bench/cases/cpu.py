@@ -11,8 +11,9 @@ from . import shapes as S
 from .checks import (DECODE_COMPOSITE_CHECK, ROI_FWD_BWD_CHECK, ROI_FWD_CHECK, bitwise,
                      timing_only, tv_nms_check)
 from .core import Comparison, Pair
-from .refs import (TV_PROPOSAL_NOTE, contrib_proposal_fns, gluoncv_proposal_block,
-                   multilevel_fns, mx_roi_align_fns, numpy_roi_align_fns, torchvision_proposal)
+from .refs import (TV_PROPOSAL_NOTE, contrib_proposal_fns, fpn_proposal_fns,
+                   gluoncv_proposal_block, multilevel_fns, mx_roi_align_fns,
+                   numpy_roi_align_fns, torchvision_proposal)
 
 MX, GLUONCV, TV = ("mxnet",), ("mxnet", "gluoncv"), ("torchvision",)
 DECODE_KW = dict(std0=S.DECODE_STDS[0], std1=S.DECODE_STDS[1], std2=S.DECODE_STDS[2],
@@ -210,6 +211,18 @@ def multilevel(backward):
                        slow="ref" if backward else False, extra=True)]
 
 
+def fpn_proposal(pre, post):
+    n = sum(h * w * 3 for h, w in S.fpn_rpn_level_hw())  # 3 ratios a position
+    shape = "FPN P2-P6 of %dx%d, %d anchors, %d->%d" % (S.FPN_IMAGE_HW + (n, pre, post))
+
+    def setup(env):
+        ours, theirs = fpn_proposal_fns(env.mx, pre, post)
+        return Pair(ours, theirs, bitwise)
+    return [Comparison("proposal", "proposal (FPN)", shape,
+                       "GluonCV multi-level RPN (RPNProposal per level + box_nms)", setup,
+                       GLUONCV)]
+
+
 def proposal_batch4():
     shape = "B=4, %d anchors, 6000->300" % S.NUM_ANCHORS
     return [Comparison("proposal", "proposal", shape, "GluonCV RPNProposal+box_nms",
@@ -220,6 +233,7 @@ def cpu_cases():
     """Every CPU comparison: frcnn-bench's rows in its table order, then the extra cases."""
     seed = (box_decode() + clip_boxes()
             + [c for pre, post in S.PROPOSALS for c in proposal(pre, post)]
+            + [c for pre, post in S.FPN_PROPOSALS for c in fpn_proposal(pre, post)]
             + nms_rpn() + nms_per_class() + roi_align(False) + roi_align(True))
     extra = (box_decode(8) + clip_boxes(8) + proposal_batch4() + nms_rpn(12000)
              + multilevel(False) + multilevel(True))

@@ -33,6 +33,41 @@ def gluoncv_proposal_block(mx, pre, post):
     return net
 
 
+def fpn_proposal_fns(mx, pre, post):
+    """(ours through MXNet: the levels concatenated + frcnn_proposal with level_sizes,
+    GluonCV's multi-level RPN path after its head, hybridized: RPNProposal per level, concat,
+    box_nms, slice) at the FPN shape."""
+    from gluoncv.model_zoo.rcnn.rpn.proposal import RPNProposal
+    anchors, scores, deltas, info = S.fpn_rpn_inputs()
+    L = len(anchors)
+
+    class GluonCVFPNProposal(mx.gluon.HybridBlock):
+        def __init__(self):
+            super().__init__()
+            self.prop = RPNProposal(clip=S.FPN_RPN["clip"], min_size=S.FPN_RPN["rpn_min_size"],
+                                    stds=(1.0, 1.0, 1.0, 1.0))
+
+        def hybrid_forward(self, F, img, *x):
+            levels = [self.prop(x[i], x[L + i], x[2 * L + i], img) for i in range(L)]
+            tmp = F.contrib.box_nms(F.concat(*levels, dim=1), overlap_thresh=0.7, topk=pre,
+                                    coord_start=1, score_index=0, id_index=-1,
+                                    force_suppress=True)
+            return F.slice_axis(tmp, axis=1, begin=0, end=post)
+
+    net = GluonCVFPNProposal()
+    net.hybridize(static_alloc=True, static_shape=True)
+    A, Sx, D = ([mx.nd.array(v) for v in x] for x in (anchors, scores, deltas))
+    I, img = mx.nd.array(info), mx.nd.zeros((1, 3) + S.FPN_IMAGE_HW)
+    cat_a = mx.nd.concat(*A, dim=1)  # anchors are constants of the model: concatenated once
+    sizes = [a.shape[1] for a in anchors]
+
+    def ours():
+        return mx.nd.frcnn_proposal(mx.nd.concat(*Sx, dim=1), mx.nd.concat(*D, dim=1), cat_a, I,
+                                    rpn_pre_nms_top_n=pre, rpn_post_nms_top_n=post,
+                                    level_sizes=sizes, **S.FPN_RPN)
+    return mx_sync(ours), mx_sync(lambda: net(img, *A, *Sx, *D))
+
+
 def contrib_proposal_fns(mx, feat_hw, pre, post):
     """(ours through MXNet, mx.nd.contrib.Proposal) on the same scores and deltas."""
     scores, deltas, anchors, info, _ = proposal_inputs(feat_hw)

@@ -25,6 +25,11 @@ FPN_IMAGE_HW = (800, 1216)
 FPN_STRIDES = (4, 8, 16, 32)
 FPN_C = 256
 FPN_ROIS = 1000
+# its RPN: P2-P6, GluonCV's faster_rcnn_fpn_resnet50_v1b_coco settings
+FPN_RPN_STRIDES = (4, 8, 16, 32, 64)
+FPN_RPN_SCALES = (2, 4, 8, 16, 32)
+FPN_RPN = dict(clip=4.14, rpn_min_size=1)
+FPN_PROPOSALS = ((6000, 1000), (12000, 2000))  # (pre, post): test and train
 FPN_POOLED = (7, 7)
 
 
@@ -137,3 +142,28 @@ def proposal_inputs(feat_hw=FEAT_HW, batch=1):
     img_hw = IMAGE_HW if tuple(feat_hw) == FEAT_HW else (feat_hw[0] * 16, feat_hw[1] * 16)
     return (rpn_scores(batch, n), rpn_deltas(batch, n), anchors, im_info(batch, img_hw),
             img_hw)
+
+
+def fpn_rpn_level_hw():
+    """The RPN's feature map (H, W) per level: the image's size / stride, rounded up."""
+    return [(-(-FPN_IMAGE_HW[0] // s), -(-FPN_IMAGE_HW[1] // s)) for s in FPN_RPN_STRIDES]
+
+
+def fpn_rpn_inputs(seed=0):
+    """GluonCV's FPN RPN inputs at FPN_IMAGE_HW, one of each per level P2-P6: anchors
+    (1, n, 4) from its RPNAnchorGenerator (alloc sizes as its FPN RPN: 384, halved a level),
+    scores (1, n, 1), deltas (1, n, 4); and im_info (1, 3)."""
+    import mxnet as mx
+    from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator
+    rng = np.random.default_rng(seed)
+    anchors, scores, deltas, alloc = [], [], [], 384
+    for stride, scale, hw in zip(FPN_RPN_STRIDES, FPN_RPN_SCALES, fpn_rpn_level_hw()):
+        ag = RPNAnchorGenerator(stride, 16, (0.5, 1, 2), (scale,), (alloc, alloc))
+        ag.initialize()
+        a = ag(mx.nd.zeros((1, 1) + hw)).asnumpy()
+        anchors.append(a)
+        scores.append(rng.uniform(size=(1, a.shape[1], 1)).astype(np.float32))
+        deltas.append(rng.normal(0, 0.2, size=(1, a.shape[1], 4)).astype(np.float32))
+        alloc = max(alloc // 2, 16)
+    info = np.array([[FPN_IMAGE_HW[0], FPN_IMAGE_HW[1], 1.0]], np.float32)
+    return anchors, scores, deltas, info
