@@ -61,6 +61,20 @@ def test_proposal_adversarial_matches_gluoncv(mx, gluoncv, rng):
     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("pre,post", [(300, 100), (6000, 300)])
+def test_proposal_invalid_boxes_at_the_top_match_gluoncv(mx, gluoncv, rng, pre, post):
+    """The CPU kernel first sorts only a prefix of the candidates a little longer than pre_nms;
+    here the best-scored 5000 boxes are all under the min size, so that prefix runs out and
+    the whole order is made: the result must not change."""
+    scores, deltas = _rpn_inputs(rng, 1)
+    top = np.argsort(-scores[0, :, 0], kind="stable")[:5000]
+    deltas[0, top, 2:] = -4.0  # tiny boxes: under the min size
+    theirs = gluoncv_proposal(mx, scores, deltas, (600, 800), pre, post)
+    ours = frcnn_ops.proposal(scores, deltas, ANCHORS, _info(1), pre, post)
+    np.testing.assert_array_equal(ours, theirs)
+    assert (ours[0, :, 0] > 0).sum() == post
+
+
 def test_proposal_per_image_im_info_matches_reference(rng):
     scores, deltas = _rpn_inputs(rng, 3)
     info = np.array([[600, 800, 1], [375, 500, 1], [200, 1000, 1]], np.float32)

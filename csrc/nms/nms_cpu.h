@@ -3,6 +3,7 @@
 // candidate against all kept boxes vectorises.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -92,13 +93,18 @@ int greedy_nms(const BoxList<double>& cand, int n, double thresh, bool center, b
                int max_keep, BoxList<double>* kept);
 
 // Candidates (score > thresh, given as a predicate) sorted by descending score, ties by
-// ascending index: fills order[0..count) and returns count.
+// ascending index: fills order[0..count) and returns count. With `want` below the number of
+// candidates, only a prefix of that order is made (*complete = false): the candidates whose
+// top 11 key bits are at most those of the want-th (one histogram pass), at least `want` of
+// them, radix sorted. It is the exact prefix of the full order (ties too), for the callers
+// that walk the order and stop early: a large FPN RPN sorts ~5% of 243k scores, not all.
 template <typename T, typename Pred>
 size_t sorted_candidates(const T* scores, int64_t stride, int64_t n, Pred is_candidate,
-                         std::vector<uint32_t>* order) {
+                         std::vector<uint32_t>* order, size_t want = SIZE_MAX,
+                         bool* complete = nullptr) {
   using K = decltype(desc_key(T()));
   thread_local std::vector<K> keys, tmp_keys;
-  thread_local std::vector<uint32_t> tmp_idx;
+  thread_local std::vector<uint32_t> tmp_idx, hist;
   keys.resize(n);
   tmp_keys.resize(n);
   tmp_idx.resize(n);
@@ -111,6 +117,29 @@ size_t sorted_candidates(const T* scores, int64_t stride, int64_t n, Pred is_can
       (*order)[count] = static_cast<uint32_t>(i);
       ++count;
     }
+  }
+  if (complete) *complete = true;
+  if (want < count / 4 && count >= 4096) {
+    constexpr int kBits = 11;
+    constexpr int kShift = static_cast<int>(sizeof(K) * 8) - kBits;
+    hist.assign(size_t(1) << kBits, 0);
+    for (size_t i = 0; i < count; ++i) ++hist[keys[i] >> kShift];
+    size_t cum = 0;
+    K cut = 0;
+    for (; cut < (K(1) << kBits); ++cut) {
+      cum += hist[cut];
+      if (cum >= want) break;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < count; ++i) {
+      if ((keys[i] >> kShift) <= cut) {
+        keys[m] = keys[i];
+        (*order)[m] = (*order)[i];
+        ++m;
+      }
+    }
+    if (complete) *complete = m == count;
+    count = m;
   }
   radix_sort_pairs(keys.data(), order->data(), tmp_keys.data(), tmp_idx.data(), count);
   return count;

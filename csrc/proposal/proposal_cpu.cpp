@@ -16,33 +16,42 @@ void proposal_one(const T* scores, const T* deltas, const T* anchors, T im_h, T 
                   int64_t N, const ProposalParams& p, T* out) {
   thread_local std::vector<uint32_t> order;
   thread_local BoxList<T> cand, kept;
-  // 1. candidates: score > 0 (strict; NaN is never one), stable descending order
-  const size_t count = sorted_candidates(scores, 1, N, [](int64_t, T s) { return s > T(0); },
-                                         &order);
+  // 1. candidates: score > 0 (strict; NaN is never one), stable descending order; at first
+  //    only a prefix a little longer than pre_nms (the walk below stops after pre_nms valid
+  //    boxes), the whole order if that prefix runs out first (many invalid boxes at the top)
+  const auto candidate = [](int64_t, T s) { return s > T(0); };
+  bool complete = true;
+  const size_t count = sorted_candidates(scores, 1, N, candidate, &order,
+                                   static_cast<size_t>(p.pre_nms) + p.pre_nms / 8, &complete);
   // 2. walk the order: decode, clip, min size (+1); keep the first pre_nms valid boxes.
   //    Boxes under the min size get score -1 in GluonCV and so are never candidates of its
   //    box_nms; so are boxes with a NaN coordinate here (GluonCV would keep NaN boxes).
-  const int pre = static_cast<int>(std::min<size_t>(count, static_cast<size_t>(p.pre_nms)));
-  cand.reserve(pre);
+  cand.reserve(static_cast<int>(std::min<int64_t>(N, p.pre_nms)));  // pre_nms may be huge
   kept.reserve(p.post_nms);
   const T min_size = static_cast<T>(p.min_size);
-  int nvalid = 0;
-  for (size_t r = 0; r < count && nvalid < pre; ++r) {
-    const uint32_t i = order[r];
-    T box[4];
-    decode_box<T>(deltas + 4 * static_cast<int64_t>(i), anchors + 4 * static_cast<int64_t>(i),
-                  p.decode, box);
-    box[0] = clip_coord(box[0], im_w);
-    box[1] = clip_coord(box[1], im_h);
-    box[2] = clip_coord(box[2], im_w);
-    box[3] = clip_coord(box[3], im_h);
-    const T w = box[2] - box[0] + T(1);
-    const T h = box[3] - box[1] + T(1);
-    if (!(w >= min_size) || !(h >= min_size)) continue;  // also drops NaN
-    cand.set(nvalid, box[0], box[1], box[2], box[3],
-             nms_box_area<T>(box[0], box[1], box[2], box[3], false), 0, i);
-    ++nvalid;
-  }
+  const auto walk = [&](size_t count) {
+    int nvalid = 0;
+    for (size_t r = 0; r < count && nvalid < p.pre_nms; ++r) {
+      const uint32_t i = order[r];
+      T box[4];
+      decode_box<T>(deltas + 4 * static_cast<int64_t>(i),
+                    anchors + 4 * static_cast<int64_t>(i), p.decode, box);
+      box[0] = clip_coord(box[0], im_w);
+      box[1] = clip_coord(box[1], im_h);
+      box[2] = clip_coord(box[2], im_w);
+      box[3] = clip_coord(box[3], im_h);
+      const T w = box[2] - box[0] + T(1);
+      const T h = box[3] - box[1] + T(1);
+      if (!(w >= min_size) || !(h >= min_size)) continue;  // also drops NaN
+      cand.set(nvalid, box[0], box[1], box[2], box[3],
+               nms_box_area<T>(box[0], box[1], box[2], box[3], false), 0, i);
+      ++nvalid;
+    }
+    return nvalid;
+  };
+  int nvalid = walk(count);
+  if (nvalid < p.pre_nms && !complete)
+    nvalid = walk(sorted_candidates(scores, 1, N, candidate, &order));
   // 3. greedy NMS, stopping once post_nms boxes are kept (same result as the full pass)
   const int nkeep = greedy_nms(cand, nvalid, static_cast<T>(p.threshold), false, false,
                                p.post_nms, &kept);
