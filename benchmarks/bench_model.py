@@ -50,7 +50,7 @@ def _timed(fn):
 def stage_breakdown(mx, net, x, ours):
     """ms per stage of one eager pass (each stage waited for), ours or GluonCV's ops."""
     F = mx.nd
-    from frcnn_model.faster_rcnn import image_size, rpn_head
+    from frcnn_model.modeling.faster_rcnn import image_size, rpn_head
     ms = {}
     feat, ms["backbone"] = _timed(lambda: net.features(x))
     (anchors, scores, deltas), ms["rpn head"] = _timed(lambda: rpn_head(F, net.rpn, feat))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from benchutil import mx_sync
-from frcnn_model import targets as T
-from frcnn_model.anchors import feature_anchors
-from frcnn_model.metrics import VOC07MApMetric
+from frcnn_model.training import targets as T
+from frcnn_model.modeling.anchors import feature_anchors
+from frcnn_model.evaluation.metrics import VOC07MApMetric
 
 IMG_H, IMG_W = 600, 800
 

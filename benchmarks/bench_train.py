@@ -17,7 +17,7 @@ GT = np.array([[40, 60, 300, 420, 14], [350, 100, 560, 380, 6], [100, 300, 240, 
 def setup(mx, gluoncv, request, tmp_path_factory):
     from gluoncv import model_zoo
     import frcnn_model
-    from frcnn_model.anchors import feature_anchors
+    from frcnn_model.modeling.anchors import feature_anchors
     small = request.config.getoption("benchmark_disable", default=False)
     hw = (IMAGE_HW[0] // 2, IMAGE_HW[1] // 2) if small else IMAGE_HW
     gt = GT.copy()
@@ -76,7 +76,7 @@ def _gluoncv_step(s):
 
 
 def _our_step(s):
-    from frcnn_model.training import TrainStep
+    from frcnn_model.training.step import TrainStep
     step = TrainStep(s["ours"], seed=0)
     labels = np.concatenate([s["gt"], np.zeros((len(s["gt"]), 1), np.float32)], 1)[None]
     im_hw = np.array([s["hw"]], np.float32)

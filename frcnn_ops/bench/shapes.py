@@ -21,13 +21,13 @@ def _feature_anchors():
     """frcnn_model.anchors.feature_anchors; frcnn_model's package import needs MXNet, so without
     MXNet (a CuPy-only install) its anchors.py is loaded on its own."""
     try:
-        from frcnn_model.anchors import feature_anchors
+        from frcnn_model.modeling.anchors import feature_anchors
         return feature_anchors
     except ImportError:
         spec = importlib.util.find_spec("frcnn_model")
         if spec is None or not spec.submodule_search_locations:
             raise
-        path = os.path.join(list(spec.submodule_search_locations)[0], "anchors.py")
+        path = os.path.join(list(spec.submodule_search_locations)[0], "modeling", "anchors.py")
         anchors_spec = importlib.util.spec_from_file_location("_frcnn_model_anchors", path)
         module = importlib.util.module_from_spec(anchors_spec)
         anchors_spec.loader.exec_module(module)

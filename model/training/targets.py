@@ -1,10 +1,11 @@
 """Training targets of Faster R-CNN: RPN anchor targets, RCNN proposal sampling and targets.
 
 NumPy in, NumPy out (MXNet NDArrays are accepted and converted); the matching and sampling loops
-run in Cython (``frcnn_model._targets``). Boxes are corners ``(xmin, ymin, xmax, ymax)`` in
-pixels, float32, **without** the +1 convention (width = xmax - xmin), as GluonCV's box_iou and
-box encoders. Results equal GluonCV 0.10's RPNTargetGenerator / RCNNTargetSampler /
-RCNNTargetGenerator bitwise, except for the random draws (see each function).
+run in Cython (``frcnn_model.training._targets``). Boxes are corners
+``(xmin, ymin, xmax, ymax)`` in pixels, float32, **without** the +1 convention
+(width = xmax - xmin), as GluonCV's box_iou and box encoders. Results equal GluonCV 0.10's
+RPNTargetGenerator / RCNNTargetSampler / RCNNTargetGenerator bitwise, except for the random
+draws (see each function).
 """
 import numpy as np
 

@@ -22,8 +22,8 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from .anchors import feature_anchors
-from .faster_rcnn import rpn_raw
+from ..modeling.anchors import feature_anchors
+from ..modeling.faster_rcnn import rpn_raw
 from .targets import RPNTargetGenerator, rcnn_sample, rcnn_targets
 
 

@@ -13,7 +13,7 @@ from mxnet.gluon import nn
 import frcnn_ops  # noqa: F401  (registers the frcnn_* ops in mx.nd / mx.sym)
 
 from .anchors import generate_anchors
-from .classes import VOC_CLASSES
+from ..data.classes import VOC_CLASSES
 from .resnet import ResNetV1bStages
 
 # GluonCV's settings for faster_rcnn_resnet50_v1b_voc
@@ -321,8 +321,8 @@ def save_model(net, path, input_size=None):
     """Writes ``path`` (the parameters, GluonCV's save_parameters format) and ``path + '.json'``
     (the architecture: backbone, width, classes and settings, and the ``input_size`` =
     (short, max_size) it was trained at) so that :func:`load_model` rebuilds it. Each file is
-    written crash-safe (:func:`frcnn_model.checkpoint.atomic_file`)."""
-    from .checkpoint import atomic_file, write_json
+    written crash-safe (:func:`frcnn_model.training.checkpoint.atomic_file`)."""
+    from ..training.checkpoint import atomic_file, write_json
     spec = dict(getattr(net, "spec", {"backbone": "resnet50_v1b"}))
     if input_size is not None:
         spec["input_size"] = [int(v) for v in input_size]

@@ -1,7 +1,7 @@
 """Run a data-parallel frcnn-train on this machine: MXNet's parameter-server roles (one
 scheduler, servers, workers) as local processes.
 
-    python -m frcnn_model.launch -n 2 -- frcnn-train --kvstore dist_sync --save-dir runs/dp
+    python -m frcnn_model.cli.launch -n 2 -- frcnn-train --kvstore dist_sync --save-dir runs/dp
 
 Each worker runs the command with DMLC_* set (DMLC_ROLE=worker, the scheduler's address);
 frcnn-train reads its rank and the number of workers from the kvstore and trains on its share of
@@ -32,7 +32,7 @@ def _how(returncode):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m frcnn_model.launch", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m frcnn_model.cli.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--num-workers", type=int, default=2)
     p.add_argument("-s", "--num-servers", type=int, default=1)
@@ -70,7 +70,7 @@ def main(argv=None):
                 role, p = dead
                 code = p.returncode if p.returncode > 0 else 128 - p.returncode \
                     if p.returncode < 0 else 1
-                print("frcnn_model.launch: %s (pid %d) %s; stopping the other processes "
+                print("frcnn_model.cli.launch: %s (pid %d) %s; stopping the other processes "
                       "(resume from the last complete checkpoint with --resume)"
                       % (role, p.pid, _how(p.returncode)), file=sys.stderr, flush=True)
                 break

@@ -1,8 +1,8 @@
 """PASCAL VOC07 detection metric (11-point mAP), GluonCV's interface and numbers.
 
 The per-image matching (sort by score, IoU against the gts of the class, tp / fp / difficult
-marks) runs in Cython (``frcnn_model._metrics``); the precision/recall curves and the 11-point
-AP are computed as GluonCV does, once per ``get()``.
+marks) runs in Cython (``frcnn_model.evaluation._metrics``); the precision/recall curves and
+the 11-point AP are computed as GluonCV does, once per ``get()``.
 """
 from collections import defaultdict
 

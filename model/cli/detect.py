@@ -65,7 +65,7 @@ def _draw(path, img, boxes, labels=None, color="lime", title=""):
 
 
 def main(argv=None):
-    from ._threads import use_all_cpus
+    from .threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     if not args.params and not args.random_init:
@@ -78,10 +78,9 @@ def main(argv=None):
             print("frcnn-detect: --params %s: no such file" % path, file=sys.stderr)
             return 2
     import mxnet as mx
-    from . import faster_rcnn_resnet50_v1b_voc
-    from .data import boxes_to_original, load_test
-    from .checkpoint import check_precision_cli, load_model_checked
-    from .faster_rcnn import model_spec, stages
+    from ..data.presets import boxes_to_original, load_test
+    from ..modeling.faster_rcnn import faster_rcnn_resnet50_v1b_voc, model_spec, stages
+    from .common import check_precision_cli, load_model_checked
 
     check_precision_cli(args.precision, "frcnn-detect")
     net = load_model_checked(args.params, "frcnn-detect", precision=args.precision) \

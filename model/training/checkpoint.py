@@ -112,12 +112,13 @@ def atomic_file(path):
             os.remove(tmp)
         if isinstance(e, (KeyboardInterrupt, SystemExit, CheckpointError)):
             raise
-        raise CheckpointError("cannot write %s: %s" % (path, _why(e))) from e
+        raise CheckpointError("cannot write %s: %s" % (path, describe_error(e))) from e
     fault_point("rename", os.path.basename(path))
     fsync_dir(folder)
 
 
-def _why(e):
+def describe_error(e):
+    """The reason in an exception, one line: the OS error, or the last line of MXNet's."""
     if isinstance(e, OSError) and e.errno is not None:
         return "%s (errno %d)" % (os.strerror(e.errno), e.errno)
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
@@ -206,7 +207,7 @@ def verify(folder, stem):
             manifest = json.load(f)
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return "%s is unreadable (%s)" % (os.path.basename(mpath), _why(e))
+        return "%s is unreadable (%s)" % (os.path.basename(mpath), describe_error(e))
     for name, want in sorted(files.items()):
         path = os.path.join(folder, name)
         if not os.path.exists(path):
@@ -241,63 +242,3 @@ def newest_complete(folder):
             return stem, skipped
         skipped.append((stem, reason))
     return None, skipped
-
-
-def check_params_file(path, who):
-    """Before loading a parameter file: raises SystemExit with a message naming ``path`` and
-    the problem if it is missing, fails its checkpoint manifest (when one lists it), or is
-    not an MXNet parameter file. Returns the loaded dict of NDArrays."""
-    import mxnet as mx
-    if not os.path.isfile(path):
-        raise SystemExit("%s: %s: no such file" % (who, path))
-    folder, name = os.path.split(os.path.abspath(path))
-    stem = name[:-len(".params")] if name.endswith(".params") else None
-    if stem and os.path.exists(manifest_path(folder, stem)):
-        reason = verify(folder, stem)
-        if reason is not None:
-            raise SystemExit("%s: %s: incomplete checkpoint: %s" % (who, path, reason))
-    size = os.path.getsize(path)
-    try:
-        loaded = mx.nd.load(path)
-    except Exception as e:  # noqa: BLE001 - MXNet raises MXNetError with a C++ trace
-        raise SystemExit("%s: %s (%d bytes) is not a readable MXNet parameter file (truncated, "
-                         "corrupted or another format): %s" % (who, path, size, _why(e)))
-    if not isinstance(loaded, dict) or not loaded:
-        raise SystemExit("%s: %s holds no named parameters (not a save_parameters file)"
-                         % (who, path))
-    return loaded
-
-
-def check_precision_cli(precision, who):
-    """Ends a command line with a message when ``precision`` cannot run on this CPU (bf16
-    without AVX512-BF16)."""
-    from frcnn_ops import bf16
-    try:
-        bf16.check_precision(precision, "--precision")
-        if precision == "bf16":
-            bf16.check_bf16_cpu()
-    except (ValueError, RuntimeError) as e:
-        raise SystemExit("%s: --precision %s: %s" % (who, precision, e))
-
-
-def load_model_checked(path, who, **overrides):
-    """:func:`frcnn_model.faster_rcnn.load_model` for a command line: a missing, truncated,
-    corrupted or foreign parameter file (or a bad ``.params.json``) ends the program with a
-    message that names the file and the problem, not an MXNet stack trace."""
-    from .faster_rcnn import load_model, model_spec
-    loaded = check_params_file(path, who)
-    try:
-        spec = model_spec(path)
-    except (OSError, ValueError) as e:
-        raise SystemExit("%s: %s.json (the architecture beside the weights) is unreadable: %s"
-                         % (who, path, _why(e)))
-    try:
-        return load_model(path, **overrides)
-    except Exception as e:  # noqa: BLE001 - MXNet's missing/shape errors carry C++ traces
-        arch = "%s x%s" % (spec.get("backbone", "resnet50_v1b"), spec.get("width", 1.0))
-        sample = ", ".join(sorted(loaded)[:3])
-        raise SystemExit("%s: %s does not fit the architecture %s (%s): %s; its first "
-                         "parameters are %s (a file of another model?)"
-                         % (who, path, arch, "from %s.json" % os.path.basename(path)
-                            if os.path.exists(path + ".json") else "no .json beside it: "
-                            "GluonCV's faster_rcnn_resnet50_v1b_voc assumed", _why(e), sample))

@@ -27,7 +27,7 @@ SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 
 
 def _voc_classes():
-    from .classes import VOC_CLASSES  # frcnn_model.faster_rcnn's, without importing MXNet
+    from .classes import VOC_CLASSES  # frcnn_model.modeling.faster_rcnn's, without importing MXNet
     return tuple(VOC_CLASSES)
 
 
@@ -53,7 +53,7 @@ class VOCDetection:
         splits (sequence of (year, name)): e.g. ``((2007, 'trainval'), (2012, 'trainval'))``; an
             int year means ``root/VOC<year>``, a str is taken as the subfolder name.
         classes (sequence of str, optional): class names, ``class_id`` = index in it; default
-            ``frcnn_model.faster_rcnn.VOC_CLASSES``. Names are compared lower-cased and stripped.
+            ``frcnn_model.VOC_CLASSES``. Names are compared lower-cased and stripped.
         transform (callable, optional): ``transform(img, label)`` applied by ``__getitem__``.
         keep_difficult (bool): keep objects marked difficult (GluonCV keeps them; the flag is in
             column 5 so evaluation can ignore them).

@@ -53,13 +53,14 @@ def _training_args(params):
 
 
 def main(argv=None):
-    from ._threads import use_all_cpus
+    from .threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
-    from .checkpoint import check_precision_cli, load_model_checked
-    from .faster_rcnn import model_spec
-    from .train import PRESETS, checked_voc, evaluate, synthetic_set
-    from .transforms import FasterRCNNValTransform
+    from ..data.transforms import FasterRCNNValTransform
+    from ..evaluation.evaluate import evaluate
+    from ..modeling.faster_rcnn import model_spec
+    from .common import (PRESETS, check_precision_cli, checked_voc, load_model_checked,
+                         synthetic_set)
 
     check_precision_cli(args.precision, "frcnn-eval")
     # first: a bad file fails fast

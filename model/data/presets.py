@@ -21,7 +21,7 @@ def resized_shape(h, w, short=600, max_size=1000):
 def resize_short_within(img, short=600, max_size=1000):
     """Resizes an HxWx3 uint8 NDArray like GluonCV's transform_test: interp=2, which is OpenCV
     bicubic (GluonCV's docstring calls 2 "area"; area is 3). The training and validation
-    presets (frcnn_model.transforms) use interp=1, bilinear, as GluonCV's."""
+    presets (frcnn_model.data.transforms) use interp=1, bilinear, as GluonCV's."""
     import mxnet as mx
     from mxnet.image.image import _get_interp_method
     h, w, _ = img.shape

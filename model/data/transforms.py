@@ -21,7 +21,7 @@ import multiprocessing
 import cv2
 import numpy as np
 
-from .data import MEAN, STD, resized_shape
+from .presets import MEAN, STD, resized_shape
 
 __all__ = ["FasterRCNNTrainTransform", "FasterRCNNValTransform", "resize_boxes", "flip_boxes",
            "normalize", "batchify", "batch_order", "iterate_batches"]

@@ -8,9 +8,10 @@ Each epoch: a tqdm bar with the four losses and images/s, then VOC07 mAP on the 
 a checkpoint (``epoch_NNNN.params`` + ``.json`` architecture + ``.states`` optimizer +
 ``.state.json`` position and random states, sealed by ``.manifest.json``; ``last``/``best``
 copies), ``log.json`` and ``curves.png`` (losses and mAP), every file crash-safe
-(frcnn_model.checkpoint). ``--resume`` continues from the newest complete checkpoint in
---save-dir where the uninterrupted run would be (same data order, schedule, random state). ``--kvstore dist_sync`` trains data-parallel
-across the workers MXNet's launcher starts (each reads its shard of the data).
+(frcnn_model.training.checkpoint). ``--resume`` continues from the newest complete checkpoint
+in --save-dir where the uninterrupted run would be (same data order, schedule, random state).
+``--kvstore dist_sync`` trains data-parallel across the workers MXNet's launcher starts (each
+reads its shard of the data).
 
 Datasets: ``synthetic`` (the built-in shapes, generated from --seed; no download) or
 ``voc:ROOT`` (a VOCdevkit folder; --train-split / --val-split, e.g. 2007-trainval, 2007-test;
@@ -18,31 +19,13 @@ every annotation and image checked before training: --skip-bad, --check-data, --
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time
 
 import numpy as np
 
-# Named settings: the demo that trains on this project's 2-core CPU, and GluonCV's VOC recipe.
-PRESETS = {
-    "synthetic-small": dict(
-        dataset="synthetic", num_train=2000, num_val=300, image_size=160, object_size="20,64",
-        short=160,
-        max_size=160, backbone="resnet18_v1b", width=0.5, frozen_bn=False, epochs=4,
-        batch_size=4, lr=0.02, lr_decay=0.1, lr_decay_epoch="3", lr_warmup=100, wd=1e-4,
-        momentum=0.9, flip=0.5,
-        model=dict(scales=[1, 2, 4, 8], ratios=[0.5, 1, 2], rpn_train_pre_nms=2000,
-                   rpn_train_post_nms=300, rpn_test_pre_nms=1000, rpn_test_post_nms=100,
-                   roi_size=[7, 7], num_sample=64, rpn_min_size=4)),
-    "voc-resnet50": dict(
-        dataset="voc", num_train=0, num_val=0, image_size=0, object_size="", short=600,
-        max_size=1000,
-        backbone="resnet50_v1b", width=1.0, frozen_bn=True, epochs=20, batch_size=1,
-        lr=0.001, lr_decay=0.1, lr_decay_epoch="14,20", lr_warmup=0, wd=5e-4, momentum=0.9,
-        flip=0.5, model={}),
-}
+from .common import PRESETS, checked_voc, synthetic_set, voc_splits
 
 
 def _parse(argv):
@@ -118,27 +101,9 @@ def _parse(argv):
     return args
 
 
-def _voc_splits(text):
-    out = []
-    for item in text.split(","):
-        year, _, name = item.partition("-")
-        out.append((int(year), name or "trainval"))
-    return tuple(out)
-
-
-def synthetic_set(count, seed, image_size, object_size):
-    """The built-in shapes: ``count`` images of ``image_size`` pixels square, objects of
-    ``object_size`` = "MIN,MAX" pixels."""
-    from .datasets import SyntheticShapes
-    lo, hi = (int(v) for v in str(object_size).split(","))
-    return SyntheticShapes(count, seed=seed, size=(image_size, image_size),
-                           object_size=(lo, hi))
-
-
 def make_datasets(args):
     """(train, val) datasets of the --dataset option; val may be None. The synthetic
     validation set is the one with seed --seed + 1000 (frcnn-eval's default)."""
-    from .datasets import VOCDetection
     if args.dataset == "synthetic":
         train = synthetic_set(args.num_train, args.seed, args.image_size, args.object_size)
         val = synthetic_set(args.num_val, args.seed + 1000, args.image_size,
@@ -157,15 +122,15 @@ def make_datasets(args):
 def voc_classes(args, root):
     """--classes, else the VOC names if the training annotations use only those, else the
     sorted names they use."""
-    from .datasets import voc_class_names
-    from .faster_rcnn import VOC_CLASSES
+    from ..data.datasets import voc_class_names
+    from ..data.classes import VOC_CLASSES
     if getattr(args, "classes", None):
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         if not classes:
             raise SystemExit("frcnn-train: --classes is empty")
         return tuple(classes)
     try:
-        names = voc_class_names(root, _voc_splits(args.train_split))
+        names = voc_class_names(root, voc_splits(args.train_split))
     except FileNotFoundError as e:
         raise SystemExit("frcnn-train: %s" % e)
     if not names:
@@ -175,33 +140,6 @@ def voc_classes(args, root):
         return tuple(VOC_CLASSES)
     print("frcnn-train: classes from the annotations: %s" % ",".join(names), flush=True)
     return tuple(names)
-
-
-def checked_voc(root, split, classes, args, what, who):
-    """VOCDetection of ``split`` with every annotation (and, unless --no-check-images, every
-    image) checked: bad samples are an error naming each (SystemExit) or, with --skip-bad,
-    left out and listed in the dataset's ``bad``."""
-    from .datasets import BadDataError, VOCDetection
-    try:
-        ds = VOCDetection(root, splits=_voc_splits(split), classes=classes, on_bad="skip")
-        if not getattr(args, "no_check_images", False):
-            ds.check_images(progress=not getattr(args, "no_progress", True)
-                            and sys.stderr.isatty())
-    except FileNotFoundError as e:
-        raise SystemExit("%s: %s" % (who, e))
-    if ds.bad and not getattr(args, "skip_bad", False) and not getattr(args, "check_data",
-                                                                       False):
-        raise SystemExit("%s: %s\n(--skip-bad leaves them out and trains on the rest)"
-                         % (who, BadDataError(ds.bad, "the %s split %s of %s"
-                                              % (what, split, root))))
-    if ds.bad:
-        print("%s: %s split %s: %d bad sample%s left out%s" % (
-            who, what, split, len(ds.bad), "" if len(ds.bad) == 1 else "s",
-            " (listed in log.json)" if who == "frcnn-train" else ""), flush=True)
-    if len(ds) == 0:
-        raise SystemExit("%s: no usable samples in the %s split %s of %s"
-                         % (who, what, split, root))
-    return ds
 
 
 def check_data(args):
@@ -221,29 +159,9 @@ def check_data(args):
 
 
 def build_net(args, classes):
-    from .faster_rcnn import faster_rcnn
+    from ..modeling.faster_rcnn import faster_rcnn
     return faster_rcnn(args.backbone, width=args.width, use_global_stats=bool(args.frozen_bn),
                        classes=tuple(classes), **args.model)
-
-
-def evaluate(net, dataset, transform, batch_size, ctx=None, progress=False):
-    """VOC07 mAP of ``net`` on ``dataset``: (names, values) as VOC07MApMetric.get()."""
-    import mxnet as mx
-    from .checkpoint import fault_point
-    from .metrics import VOC07MApMetric
-    from .transforms import iterate_batches
-    ctx = ctx or mx.cpu()
-    metric = VOC07MApMetric(iou_thresh=0.5, class_names=dataset.classes)
-    batches = iterate_batches(dataset, transform, batch_size, shuffle=False, seed=0, epoch=0)
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(batches, total=math.ceil(len(dataset) / batch_size), desc="eval",
-                       leave=False, dynamic_ncols=True)
-    for data, labels, _ in batches:
-        fault_point("eval")
-        ids, scores, bboxes = net(mx.nd.array(data, ctx=ctx))
-        metric.update(bboxes, ids, scores, labels[:, :, :4], labels[:, :, 4:5], labels[:, :, 5:6])
-    return metric.get()
 
 
 def plot_curves(log, path):
@@ -341,7 +259,7 @@ def find_resume_point(args):
     any newer one was skipped. (None, None) when the folder (created when the run started)
     has no complete checkpoint (the run was killed before its first one was sealed): the run
     starts from the beginning."""
-    from . import checkpoint
+    from ..training import checkpoint
     if not os.path.isdir(args.save_dir):
         raise SystemExit("frcnn-train: --resume: no epoch_*.params checkpoint in %s (no such "
                          "folder)" % args.save_dir)
@@ -379,8 +297,8 @@ def save_checkpoint(args, net, trainer, stem, state, mAP, best, log):
     manifest that seals it), the last/best copies, log.json and curves.png: each file
     crash-safe. A write error ends the run with a message naming the file (the previous
     complete checkpoint is untouched)."""
-    from . import checkpoint
-    from .faster_rcnn import save_model
+    from ..training import checkpoint
+    from ..modeling.faster_rcnn import save_model
     d = args.save_dir
     written = []
     try:
@@ -420,10 +338,11 @@ def save_checkpoint(args, net, trainer, stem, state, mAP, best, log):
 def train(args):
     import mxnet as mx
     from mxnet import gluon
-    from . import checkpoint
-    from .checkpoint import fault_point
-    from .training import TrainStep
-    from .transforms import FasterRCNNTrainTransform, FasterRCNNValTransform, iterate_batches
+    from ..data.transforms import FasterRCNNTrainTransform, FasterRCNNValTransform, iterate_batches
+    from ..evaluation.evaluate import evaluate
+    from ..training import checkpoint
+    from ..training.checkpoint import fault_point
+    from ..training.step import TrainStep
 
     ctx = mx.cpu()
     kv = mx.kv.create(args.kvstore)
@@ -434,7 +353,7 @@ def train(args):
     net = build_net(args, train_set.classes)
     net.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
     if args.pretrained_base:
-        from .faster_rcnn import load_pretrained_base
+        from ..modeling.faster_rcnn import load_pretrained_base
         count = load_pretrained_base(net, args.pretrained_base)
         print("frcnn-train: %d backbone parameters from %s" % (count, args.pretrained_base))
     if args.init:
@@ -577,7 +496,7 @@ def train(args):
 
 
 def main(argv=None):
-    from ._threads import use_all_cpus
+    from .threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.check_data:
