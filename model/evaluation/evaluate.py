@@ -1,9 +1,17 @@
 """VOC07 mAP of a network on a dataset: what frcnn-train runs after each epoch and frcnn-eval
 runs once."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    import mxnet as mx
 
 
-def evaluate(net, dataset, transform, batch_size, ctx=None, progress=False):
+def evaluate(net: Callable, dataset: Any, transform: Optional[Callable], batch_size: int,
+             ctx: Optional[mx.Context] = None,
+             progress: bool = False) -> Tuple[List[str], List[float]]:
     """VOC07 mAP of ``net`` on ``dataset``: (names, values) as VOC07MApMetric.get()."""
     import mxnet as mx
     from ..data.transforms import iterate_batches

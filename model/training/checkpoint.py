@@ -21,6 +21,8 @@ the temporary file's data and before its rename), ``rename`` (after a rename, be
 folder's fsync). With ``FRCNN_FAULT_RANK=<r>`` only the worker of that rank (a
 ``dist`` kvstore) acts. Unset, it costs one dict lookup; do not set it outside tests.
 """
+from __future__ import annotations
+
 import contextlib
 import errno
 import hashlib
@@ -29,6 +31,7 @@ import os
 import re
 import signal
 import sys
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 MANIFEST_FORMAT = 1
 _COUNTS = {}
@@ -52,7 +55,7 @@ def _fault_spec():
     return parts[0], int(parts[1]), (parts[2] if len(parts) == 3 else "kill")
 
 
-def fault_point(label, detail=""):
+def fault_point(label: str, detail: str = "") -> None:
     """Test-only: see the module docstring (FRCNN_FAULT_AT)."""
     spec = _fault_spec()
     if spec is None or spec[0] != label:
@@ -72,7 +75,7 @@ def fault_point(label, detail=""):
 
 # ----------------------------------------------------------------------------- atomic writes
 
-def fsync_dir(folder):
+def fsync_dir(folder: str) -> None:
     """fsync a folder (its entries: renames and new files) where the OS allows it."""
     try:
         fd = os.open(folder or ".", os.O_RDONLY)
@@ -93,7 +96,7 @@ def _tmp_name(path):
 
 
 @contextlib.contextmanager
-def atomic_file(path):
+def atomic_file(path: str) -> Iterator[str]:
     """``with atomic_file(path) as tmp: write(tmp)``: whatever is written to ``tmp`` replaces
     ``path`` atomically when the block ends without an exception (data fsynced before the
     rename, the folder after). On an exception the temporary file is removed and a
@@ -117,7 +120,7 @@ def atomic_file(path):
     fsync_dir(folder)
 
 
-def describe_error(e):
+def describe_error(e: BaseException) -> str:
     """The reason in an exception, one line: the OS error, or the last line of MXNet's."""
     if isinstance(e, OSError) and e.errno is not None:
         return "%s (errno %d)" % (os.strerror(e.errno), e.errno)
@@ -130,17 +133,17 @@ def describe_error(e):
     return lines[0] if lines else type(e).__name__
 
 
-def write_bytes(path, data):
+def write_bytes(path: str, data: bytes) -> None:
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
 
 
-def write_json(path, obj, **kw):
+def write_json(path: str, obj: Any, **kw: Any) -> None:
     write_bytes(path, (json.dumps(obj, **kw) + "\n").encode("utf-8"))
 
 
-def copy_file(src, dst):
+def copy_file(src: str, dst: str) -> None:
     """Atomic copy of src to dst."""
     with atomic_file(dst) as tmp:
         with open(src, "rb") as fi, open(tmp, "wb") as fo:
@@ -151,7 +154,7 @@ def copy_file(src, dst):
                 fo.write(chunk)
 
 
-def remove_stale_temporaries(folder):
+def remove_stale_temporaries(folder: str) -> List[str]:
     """Removes ``.tmp-*`` files a killed writer left in ``folder``; returns their names."""
     gone = []
     if os.path.isdir(folder):
@@ -165,7 +168,7 @@ def remove_stale_temporaries(folder):
 
 # ----------------------------------------------------------------------------- manifests
 
-def sha256(path):
+def sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -173,11 +176,11 @@ def sha256(path):
     return h.hexdigest()
 
 
-def manifest_path(folder, stem):
+def manifest_path(folder: str, stem: str) -> str:
     return os.path.join(folder, stem + ".manifest.json")
 
 
-def invalidate(folder, stem):
+def invalidate(folder: str, stem: str) -> None:
     """Removes a checkpoint's manifest (before its files are rewritten)."""
     path = manifest_path(folder, stem)
     if os.path.exists(path):
@@ -185,7 +188,7 @@ def invalidate(folder, stem):
         fsync_dir(folder)
 
 
-def write_manifest(folder, stem, names, **extra):
+def write_manifest(folder: str, stem: str, names: Iterable[str], **extra: Any) -> None:
     """Seals checkpoint ``stem``: a manifest with the size and SHA-256 of each file in
     ``names`` (relative to ``folder``), written atomically after them."""
     files = {}
@@ -196,7 +199,7 @@ def write_manifest(folder, stem, names, **extra):
                dict(format=MANIFEST_FORMAT, checkpoint=stem, files=files, **extra), indent=1)
 
 
-def verify(folder, stem):
+def verify(folder: str, stem: str) -> Optional[str]:
     """None if checkpoint ``stem`` is complete, else the reason it is not (a sentence naming
     the file)."""
     mpath = manifest_path(folder, stem)
@@ -224,7 +227,7 @@ def verify(folder, stem):
 _EPOCH = re.compile(r"^epoch_(\d+)\.")
 
 
-def checkpoint_stems(folder):
+def checkpoint_stems(folder: str) -> List[str]:
     """The ``epoch_NNNN`` stems that have any file in ``folder``, newest first."""
     if not os.path.isdir(folder):
         return []
@@ -232,7 +235,7 @@ def checkpoint_stems(folder):
     return sorted(stems, key=lambda s: int(s.split("_")[1]), reverse=True)
 
 
-def newest_complete(folder):
+def newest_complete(folder: str) -> Tuple[Optional[str], List[Tuple[str, str]]]:
     """(stem, skipped): the newest complete ``epoch_*`` checkpoint in ``folder`` (None if
     none) and [(stem, reason)] for each newer one that is not complete."""
     skipped = []
