@@ -1,10 +1,20 @@
 """What the command-line tools share: frcnn-train's named settings (frcnn-eval reads their
 defaults), the dataset options, and loading a parameter file with an error message that names
 the file instead of an MXNet stack trace."""
+from __future__ import annotations
+
+import argparse
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Dict, Sequence, Tuple
 
 from ..training.checkpoint import describe_error, manifest_path, verify
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+    from ..data.datasets import SyntheticShapes, VOCDetection
+    from ..modeling.faster_rcnn import FasterRCNN
 
 # Named settings: the demo that trains on this project's 2-core CPU, and GluonCV's VOC recipe.
 PRESETS = {
@@ -26,7 +36,7 @@ PRESETS = {
 }
 
 
-def voc_splits(text):
+def voc_splits(text: str) -> Tuple[Tuple[int, str], ...]:
     """``2007-trainval,2012-trainval`` -> ``((2007, "trainval"), (2012, "trainval"))``."""
     out = []
     for item in text.split(","):
@@ -35,7 +45,7 @@ def voc_splits(text):
     return tuple(out)
 
 
-def synthetic_set(count, seed, image_size, object_size):
+def synthetic_set(count: int, seed: int, image_size: int, object_size: str) -> SyntheticShapes:
     """The built-in shapes: ``count`` images of ``image_size`` pixels square, objects of
     ``object_size`` = "MIN,MAX" pixels."""
     from ..data.datasets import SyntheticShapes
@@ -44,7 +54,8 @@ def synthetic_set(count, seed, image_size, object_size):
                            object_size=(lo, hi))
 
 
-def checked_voc(root, split, classes, args, what, who):
+def checked_voc(root: str, split: str, classes: Sequence[str], args: argparse.Namespace,
+                what: str, who: str) -> VOCDetection:
     """VOCDetection of ``split`` with every annotation (and, unless --no-check-images, every
     image) checked: bad samples are an error naming each (SystemExit) or, with --skip-bad,
     left out and listed in the dataset's ``bad``."""
@@ -71,7 +82,7 @@ def checked_voc(root, split, classes, args, what, who):
     return ds
 
 
-def check_params_file(path, who):
+def check_params_file(path: str, who: str) -> Dict[str, mx.nd.NDArray]:
     """Before loading a parameter file: raises SystemExit with a message naming ``path`` and
     the problem if it is missing, fails its checkpoint manifest (when one lists it), or is
     not an MXNet parameter file. Returns the loaded dict of NDArrays."""
@@ -97,7 +108,7 @@ def check_params_file(path, who):
     return loaded
 
 
-def check_precision_cli(precision, who):
+def check_precision_cli(precision: str, who: str) -> None:
     """Ends a command line with a message when ``precision`` cannot run on this CPU (bf16
     without AVX512-BF16)."""
     from frcnn_ops import bf16
@@ -109,7 +120,7 @@ def check_precision_cli(precision, who):
         raise SystemExit("%s: --precision %s: %s" % (who, precision, e))
 
 
-def load_model_checked(path, who, **overrides):
+def load_model_checked(path: str, who: str, **overrides: Any) -> FasterRCNN:
     """:func:`frcnn_model.load_model` for a command line: a missing, truncated,
     corrupted or foreign parameter file (or a bad ``.params.json``) ends the program with a
     message that names the file and the problem, not an MXNet stack trace."""
@@ -125,8 +136,8 @@ def load_model_checked(path, who, **overrides):
     except Exception as e:  # noqa: BLE001 - MXNet's missing/shape errors carry C++ traces
         arch = "%s x%s" % (spec.get("backbone", "resnet50_v1b"), spec.get("width", 1.0))
         sample = ", ".join(sorted(loaded)[:3])
+        source = ("from %s.json" % os.path.basename(path) if os.path.exists(path + ".json")
+                  else "no .json beside it: GluonCV's faster_rcnn_resnet50_v1b_voc assumed")
         raise SystemExit("%s: %s does not fit the architecture %s (%s): %s; its first "
                          "parameters are %s (a file of another model?)"
-                         % (who, path, arch, "from %s.json" % os.path.basename(path)
-                            if os.path.exists(path + ".json") else "no .json beside it: "
-                            "GluonCV's faster_rcnn_resnet50_v1b_voc assumed", describe_error(e), sample))
+                         % (who, path, arch, source, describe_error(e), sample))

@@ -7,10 +7,13 @@ PARAMS is a file written by frcnn-train (its ``.json`` beside it names the archi
 GluonCV faster_rcnn_resnet50_v1b_voc parameter file. Prints the AP of each class and the mAP,
 and with --json writes them to a file.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import sys
 import time
+from typing import Optional, Sequence
 
 
 def _parse(argv):
@@ -52,7 +55,7 @@ def _training_args(params):
     return {}
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     from .threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)

@@ -7,12 +7,15 @@ Each worker runs the command with DMLC_* set (DMLC_ROLE=worker, the scheduler's 
 frcnn-train reads its rank and the number of workers from the kvstore and trains on its share of
 every batch. Across machines, use MXNet's tools/launch.py (ssh/mpi/yarn) with the same command.
 """
+from __future__ import annotations
+
 import argparse
 import os
 import socket
 import subprocess
 import sys
 import time
+from typing import Optional, Sequence
 
 
 def _free_port():
@@ -31,7 +34,7 @@ def _how(returncode):
     return "exited with status %d" % returncode
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m frcnn_model.cli.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--num-workers", type=int, default=2)
