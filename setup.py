@@ -1,5 +1,6 @@
 """Build frcnn_ops: CMake builds the MXNet op library and the pybind11 module; Cython builds
-frcnn_model's training-target and metric loops (frcnn_model._targets, frcnn_model._metrics).
+frcnn_model's training-target and metric loops (frcnn_model.training._targets,
+frcnn_model.evaluation._metrics).
 
 Environment:
   FRCNN_CUDA=auto|0|1      CUDA kernels when nvcc is found (auto), never (0), required (1)
@@ -50,7 +51,8 @@ def emulate():
 
 
 def cython_extensions():
-    """frcnn_model's Cython modules (sources in model/, installed as frcnn_model.*).
+    """frcnn_model's Cython modules (sources beside the Python modules that use them, in
+    model/<subpackage>/, installed as frcnn_model.<subpackage>.*).
 
     They use typed memoryviews and NumPy's Python API only (no ``cimport numpy``), so they
     need neither NumPy's headers nor NumPy itself to build, and one build imports under NumPy
@@ -63,9 +65,10 @@ def cython_extensions():
                  "with --no-build-isolation it must be installed in this environment")
 
     args = ["-O3", "-ffp-contract=off"]  # float32 arithmetic exactly as written: no FMA
-    exts = [Extension("frcnn_model." + name, sources=["model/%s.pyx" % name], language="c++",
+    exts = [Extension("frcnn_model.%s.%s" % (pkg, name),
+                      sources=["model/%s/%s.pyx" % (pkg, name)], language="c++",
                       extra_compile_args=args + ["-std=c++14"])
-            for name in ("_targets", "_metrics")]
+            for pkg, name in (("training", "_targets"), ("evaluation", "_metrics"))]
     return cythonize(exts, compiler_directives={"language_level": "3"})
 
 
@@ -115,7 +118,7 @@ class CMakeBuild(build_ext):
 
     def copy_extensions_to_source(self):
         """--inplace / editable: setuptools copies _C only; the op library and config too."""
-        super().copy_extensions_to_source()  # also the Cython modules, into model/
+        super().copy_extensions_to_source()  # also the Cython modules, into model/<subpackage>/
         src_pkg = os.path.join(ROOT, "frcnn_ops")
         out_dir = getattr(self, "_out_dir", None)
         if out_dir is None:
@@ -139,16 +142,17 @@ setup(
     version=VERSION,
     description="Fast, exact Faster R-CNN operators (box decode, proposal, NMS, ROIAlign) "
                 "for MXNet/Gluon, CPU and CUDA",
-    packages=find_packages(include=["frcnn_ops", "frcnn_ops.*"]) + ["frcnn_model"],
+    packages=find_packages(include=["frcnn_ops", "frcnn_ops.*"]) + ["frcnn_model"]
+    + ["frcnn_model." + sub for sub in ("modeling", "data", "training", "evaluation", "cli")],
     package_dir={"frcnn_model": "model"},
     ext_modules=[Extension("frcnn_ops._C", sources=[])] + cython_extensions(),
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.8",
     install_requires=["numpy"],
     extras_require={"mxnet": ["mxnet>=1.9,<1.10", "numpy<1.24"]},
-    entry_points={"console_scripts": ["frcnn-detect=frcnn_model.detect:main",
-                                     "frcnn-train=frcnn_model.train:main",
-                                     "frcnn-eval=frcnn_model.evaluate:main",
+    entry_points={"console_scripts": ["frcnn-detect=frcnn_model.cli.detect:main",
+                                     "frcnn-train=frcnn_model.cli.train:main",
+                                     "frcnn-eval=frcnn_model.cli.eval:main",
                                      "frcnn-bench=frcnn_ops.bench.cli:main"]},
     zip_safe=False,
 )

@@ -26,7 +26,7 @@ def patch_gluoncv(net: "mxnet.gluon.HybridBlock",
         the same instance, patched in place.
     """
     from mxnet import autograd
-    from frcnn_model.faster_rcnn import detect, make_cfg
+    from frcnn_model.modeling.faster_rcnn import detect, make_cfg
     from . import bf16
 
     bf16.check_precision(precision, "patch_gluoncv: precision")

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("mxnet")
 
-from frcnn_model.datasets import (BadDataError, SyntheticShapes, VOCDetection,  # noqa: E402
+from frcnn_model.data.datasets import (BadDataError, SyntheticShapes, VOCDetection,  # noqa: E402
                                   voc_class_names, write_voc)
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond")
@@ -109,8 +109,8 @@ def test_train_and_eval_on_a_bad_voc_folder(tmp_path, capsys):
     with the weights and frcnn-eval uses them; frcnn-eval names a bad validation sample, and
     leaves it out with --skip-bad. (The error paths run the commands' main in this process.)"""
     import importlib
-    train = importlib.import_module("frcnn_model.train")
-    evaluate = importlib.import_module("frcnn_model.evaluate")
+    train = importlib.import_module("frcnn_model.cli.train")
+    evaluate = importlib.import_module("frcnn_model.cli.eval")
     root = str(tmp_path / "devkit")
     folder = _make_voc(root, n_train=12)
     expect = _corrupt(folder)
@@ -129,7 +129,7 @@ def test_train_and_eval_on_a_bad_voc_folder(tmp_path, capsys):
     assert train.main(common + ["--check-data"]) == 1
     out = capsys.readouterr().out
     assert "train: 4 images good, 8 bad" in out and "val: 4 images good, 0 bad" in out, out
-    r = _run(["frcnn_model.train"] + common + ["--skip-bad"], tmp_path)
+    r = _run(["frcnn_model.cli.train"] + common + ["--skip-bad"], tmp_path)
     assert r.returncode == 0, r.stdout
     assert "train split 2007-trainval: 8 bad samples left out" in r.stdout
     log = json.load(open(tmp_path / "run" / "log.json"))
@@ -161,7 +161,7 @@ def test_own_classes_from_the_annotations(tmp_path):
     _make_voc(root, n_train=4, n_val=2)
     names = voc_class_names(root, ((2007, "trainval"),))
     assert names and set(names) <= set(SHAPES)
-    r = _run(["frcnn_model.train", "--dataset", "voc:" + root, "--val-split", "",
+    r = _run(["frcnn_model.cli.train", "--dataset", "voc:" + root, "--val-split", "",
               "--save-dir", str(tmp_path / "run"), "--max-iters", "1"] + TINY, tmp_path)
     assert r.returncode == 0, r.stdout
     assert "classes from the annotations: %s" % ",".join(names) in r.stdout

@@ -19,7 +19,7 @@ MIN_SHARE = 0.8
 
 
 def small(precision):
-    from frcnn_model.faster_rcnn import faster_rcnn
+    from frcnn_model.modeling.faster_rcnn import faster_rcnn
     return faster_rcnn(precision=precision, **SMALL)
 
 
@@ -98,7 +98,7 @@ def test_bf16_export_symbolblock(pair, tmp_path):
 
 @needs_bf16
 def test_load_model_precision(pair, tmp_path):
-    from frcnn_model.faster_rcnn import load_model, save_model
+    from frcnn_model.modeling.faster_rcnn import load_model, save_model
     f32, _, x, _, out16 = pair
     path = str(tmp_path / "m.params")
     save_model(f32, path)
@@ -112,7 +112,7 @@ def test_load_model_precision(pair, tmp_path):
 
 
 def test_refused_without_avx512_bf16(monkeypatch):
-    from frcnn_model.faster_rcnn import faster_rcnn
+    from frcnn_model.modeling.faster_rcnn import faster_rcnn
     monkeypatch.setenv("FRCNN_FAKE_NO_BF16", "1")
     assert not bf16.bf16_supported()
     with pytest.raises(RuntimeError, match="AVX512-BF16.*avx512_bf16.*FRCNN_FAKE_NO_BF16"):
@@ -131,7 +131,7 @@ def test_patch_gluoncv_refusals(monkeypatch):
 
 
 def test_invalid_precision():
-    from frcnn_model.faster_rcnn import faster_rcnn
+    from frcnn_model.modeling.faster_rcnn import faster_rcnn
     for bad in ("float16", "BF16", None):
         with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
             faster_rcnn(precision=bad, **SMALL)
@@ -139,7 +139,7 @@ def test_invalid_precision():
 
 def test_cli_refusals(monkeypatch, capsys, tmp_path):
     import importlib
-    detect = importlib.import_module("frcnn_model.detect")
+    detect = importlib.import_module("frcnn_model.cli.detect")
     monkeypatch.setenv("FRCNN_FAKE_NO_BF16", "1")
     with pytest.raises(SystemExit, match="frcnn-detect: --precision bf16: .*AVX512-BF16"):
         detect.main(["x.jpg", "--random-init", "--precision", "bf16", "--out", str(tmp_path)])

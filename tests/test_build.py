@@ -3,9 +3,10 @@
 One build of the compiled modules must import under NumPy 1.23.5 (with MXNet 1.9.1) and under
 NumPy 2 (without MXNet). How:
 
-- frcnn_model._targets / _metrics (Cython) use typed memoryviews and NumPy's Python API only:
-  no ``cimport numpy``, so the .so holds no reference to NumPy's C API (``_ARRAY_API``) and
-  does not depend on the NumPy it was built next to (none is needed to build them).
+- frcnn_model.training._targets / evaluation._metrics (Cython) use typed memoryviews and NumPy's
+  Python API only: no ``cimport numpy``, so the .so holds no reference to NumPy's C API
+  (``_ARRAY_API``) and does not depend on the NumPy it was built next to (none is needed to
+  build them).
 - frcnn_ops._C (pybind11) reaches NumPy's C API through pybind11, which since 2.12 reads the
   running NumPy's version and layout at import time (1.x or 2.x).
 
@@ -28,7 +29,8 @@ def _origin(name):
     return spec.origin
 
 
-@pytest.mark.parametrize("name", ["frcnn_model._targets", "frcnn_model._metrics"])
+@pytest.mark.parametrize("name", ["frcnn_model.training._targets",
+                                  "frcnn_model.evaluation._metrics"])
 def test_cython_modules_do_not_use_numpy_c_api(name):
     with open(_origin(name), "rb") as f:
         data = f.read()
@@ -58,7 +60,8 @@ def test_compiled_modules_import_and_run_in_a_fresh_interpreter(hide_mxnet):
         import numpy as np
         import frcnn_ops
         import frcnn_ops._C as C
-        from frcnn_model import _metrics, _targets, metrics, targets
+        from frcnn_model.evaluation import _metrics, metrics
+        from frcnn_model.training import _targets, targets
         assert frcnn_ops.mxnet_available == ('mxnet' in sys.modules and
                                              sys.modules['mxnet'] is not None)
         v = np.array([3, 1, 2], np.float32)

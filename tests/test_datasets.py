@@ -1,13 +1,13 @@
-"""frcnn_model.datasets and frcnn_model.transforms: SyntheticShapes, VOC read/write, the
+"""frcnn_model.data.datasets and frcnn_model.data.transforms: SyntheticShapes, VOC read/write, the
 GluonCV-parity transforms, batchify and the loader."""
 import os
 
 import numpy as np
 import pytest
 
-from frcnn_model.datasets import (SHAPE_CLASSES, SyntheticShapes, VOCDetection, read_image,
+from frcnn_model.data.datasets import (SHAPE_CLASSES, SyntheticShapes, VOCDetection, read_image,
                                   write_voc)
-from frcnn_model.transforms import (FasterRCNNTrainTransform, FasterRCNNValTransform,
+from frcnn_model.data.transforms import (FasterRCNNTrainTransform, FasterRCNNValTransform,
                                     batch_order, batchify, iterate_batches)
 
 
@@ -114,7 +114,7 @@ def test_synthetic_shapes_distinct_and_classes_balanced():
     counts = np.bincount(cls[:500], minlength=5)
     assert (counts >= 60).all() and (counts <= 140).all(), counts  # expected 100 each
     # the five masks at one small size are pairwise different
-    from frcnn_model.datasets import _shape_mask
+    from frcnn_model.data.datasets import _shape_mask
     masks = [_shape_mask(k, 24, 24) > 127 for k in SHAPE_CLASSES]
     for a in range(5):
         for b in range(a):
@@ -224,14 +224,14 @@ def test_default_classes_are_voc():
     from frcnn_model import VOC_CLASSES
     assert SyntheticShapes(1).classes == SHAPE_CLASSES
     assert VOCDetection.__init__.__defaults__[1] is None
-    from frcnn_model.datasets import _voc_classes
+    from frcnn_model.data.datasets import _voc_classes
     assert _voc_classes() == tuple(VOC_CLASSES)
     assert len(VOC_CLASSES) == 20 and VOC_CLASSES[14] == "person"
 
 
 def test_default_classes_are_the_models(mx):
-    from frcnn_model.faster_rcnn import DEFAULTS, VOC_CLASSES
-    from frcnn_model.datasets import _voc_classes
+    from frcnn_model.modeling.faster_rcnn import DEFAULTS, VOC_CLASSES
+    from frcnn_model.data.datasets import _voc_classes
     assert _voc_classes() == tuple(VOC_CLASSES) == tuple(DEFAULTS["classes"])
 
 

@@ -3,7 +3,7 @@ run's weights byte for byte; a full disk during a checkpoint is an error naming 
 the previous checkpoint intact; frcnn-eval / frcnn-detect name a bad parameter file.
 
 The kills come from the test-only hook FRCNN_FAULT_AT=<label>:<n>[:kill|enospc]
-(frcnn_model.checkpoint.fault_point). The run is tiny (64-pixel images, 8 of them, batch 2,
+(frcnn_model.training.checkpoint.fault_point). The run is tiny (64-pixel images, 8 of them, batch 2,
 a resnet18 of width 0.25, 2 epochs of 4 iterations): about 3 s a process on 2 cores.
 """
 import errno
@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("mxnet")
 
-from frcnn_model import checkpoint  # noqa: E402
+from frcnn_model.training import checkpoint  # noqa: E402
 
 TINY = ["--num-train", "8", "--num-val", "4", "--image-size", "64", "--object-size", "12,32",
         "--short", "64", "--max-size", "64", "--width", "0.25", "--batch-size", "2",
@@ -41,7 +41,7 @@ def _run(args, cwd, fault=None, timeout=300):
 
 
 def _train(save_dir, fault=None, resume=False, extra=()):
-    args = ["frcnn_model.train", "--save-dir", str(save_dir)] + TINY + list(extra)
+    args = ["frcnn_model.cli.train", "--save-dir", str(save_dir)] + TINY + list(extra)
     return _run(args + (["--resume"] if resume else []), os.path.dirname(str(save_dir)),
                 fault)
 
@@ -188,9 +188,9 @@ def test_eval_and_detect_name_a_bad_parameter_file(reference, tmp_path):
     message), and two through the real commands (no traceback on the terminal)."""
     import importlib
     import cv2
-    detect = importlib.import_module("frcnn_model.detect")  # the package's detect is a function
-    evaluate = importlib.import_module("frcnn_model.evaluate")
-    from frcnn_model.datasets import SyntheticShapes
+    detect = importlib.import_module("frcnn_model.cli.detect")  # the package's detect is a function
+    evaluate = importlib.import_module("frcnn_model.cli.eval")
+    from frcnn_model.data.datasets import SyntheticShapes
     img, _ = SyntheticShapes(1, seed=9, size=(64, 64), object_size=(12, 32))[0]
     image = str(tmp_path / "shapes.png")
     cv2.imwrite(image, img[:, :, ::-1])
@@ -203,8 +203,8 @@ def test_eval_and_detect_name_a_bad_parameter_file(reference, tmp_path):
                 main(argv)
             text = str(e.value.code)
             assert text.startswith("%s: %s" % (who, path)) and words in text, (name, text)
-    for cmd in (["frcnn_model.evaluate", str(bad["truncated"][0])],
-                ["frcnn_model.detect", image, "--params", str(bad["foreign"][0])]):
+    for cmd in (["frcnn_model.cli.eval", str(bad["truncated"][0])],
+                ["frcnn_model.cli.detect", image, "--params", str(bad["foreign"][0])]):
         r = _run(cmd, tmp_path)
         assert r.returncode == 1, r.stdout
         assert "Traceback" not in r.stdout and "MXNetError" not in r.stdout, r.stdout
@@ -251,20 +251,20 @@ def test_dist_worker_killed_stops_the_others_then_resumes(tmp_path):
     hang in the barrier); the run resumes from epoch 1's complete checkpoint and finishes."""
     import time
     out = tmp_path / "dp"
-    cmd = [sys.executable, "-m", "frcnn_model.train", "--kvstore", "dist_sync",
+    cmd = [sys.executable, "-m", "frcnn_model.cli.train", "--kvstore", "dist_sync",
            "--save-dir", str(out)] + TINY  # 2 workers x batch 2: 2 iterations an epoch
     env = dict(os.environ, MPLBACKEND="Agg", FRCNN_FAULT_AT="iter:3", FRCNN_FAULT_RANK="1")
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-m", "frcnn_model.launch", "-n", "2", "--"] + cmd,
+    r = subprocess.run([sys.executable, "-m", "frcnn_model.cli.launch", "-n", "2", "--"] + cmd,
                        cwd=str(tmp_path), env=env, timeout=240, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 137, r.stdout
-    assert "frcnn_model.launch: worker (pid" in r.stdout and "was killed by SIGKILL" in r.stdout
+    assert "frcnn_model.cli.launch: worker (pid" in r.stdout and "was killed by SIGKILL" in r.stdout
     assert time.time() - t0 < 200
     assert checkpoint.verify(str(out), "epoch_0001") is None
     assert not os.path.exists(out / "epoch_0002.manifest.json")
     env.pop("FRCNN_FAULT_AT")
-    r = subprocess.run([sys.executable, "-m", "frcnn_model.launch", "-n", "2", "--"] + cmd
+    r = subprocess.run([sys.executable, "-m", "frcnn_model.cli.launch", "-n", "2", "--"] + cmd
                        + ["--resume"], cwd=str(tmp_path), env=env, timeout=240,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 0, r.stdout

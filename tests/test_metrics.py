@@ -1,8 +1,8 @@
-"""frcnn_model.metrics.VOC07MApMetric against GluonCV's VOC07MApMetric."""
+"""frcnn_model.evaluation.metrics.VOC07MApMetric against GluonCV's VOC07MApMetric."""
 import numpy as np
 import pytest
 
-from frcnn_model.metrics import VOC07MApMetric
+from frcnn_model.evaluation.metrics import VOC07MApMetric
 
 
 @pytest.fixture(scope="module")

@@ -187,7 +187,7 @@ def test_unknown_setting_is_refused():
 
 def test_presets_match_gluoncv():
     from gluoncv.data.transforms.presets.rcnn import transform_test as gluoncv_transform
-    from frcnn_model.data import boxes_to_original, transform_test
+    from frcnn_model.data.presets import boxes_to_original, transform_test
     rng = np.random.default_rng(5)
     for hw in [(480, 640), (333, 1200), (800, 600)]:
         img = mx.nd.array(rng.integers(0, 256, hw + (3,)), dtype="uint8")
@@ -200,7 +200,7 @@ def test_presets_match_gluoncv():
 
 
 def test_frcnn_detect_cli(tmp_path, capsys, gluoncv_net):
-    from frcnn_model.detect import main
+    from frcnn_model.cli.detect import main
     img = (np.random.default_rng(0).uniform(0, 255, (240, 320, 3))).astype(np.uint8)
     path = str(tmp_path / "street.png")
     import matplotlib

@@ -1,4 +1,5 @@
-"""frcnn_model.targets against GluonCV 0.10's RPN/RCNN target blocks (bitwise where not random).
+"""frcnn_model.training.targets against GluonCV 0.10's RPN/RCNN target blocks (bitwise where not
+random).
 
 The comparisons with GluonCV skip without MXNet and GluonCV; the other tests need NumPy only.
 """
@@ -7,8 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from frcnn_model import targets as T
-from frcnn_model.anchors import feature_anchors
+from frcnn_model.training import targets as T
+from frcnn_model.modeling.anchors import feature_anchors
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 mx = pytest.importorskip("mxnet")
 
-from frcnn_model.faster_rcnn import faster_rcnn, load_model, save_model  # noqa: E402
+from frcnn_model.modeling.faster_rcnn import faster_rcnn, load_model, save_model  # noqa: E402
 
 CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 SMALL = dict(scales=(1, 2, 4, 8), ratios=(0.5, 1, 2), rpn_train_pre_nms=2000,
@@ -28,8 +28,8 @@ def _net(seed=0, **kw):
 
 
 def _batch(n=2, size=128, seed=0):
-    from frcnn_model.datasets import SyntheticShapes
-    from frcnn_model.transforms import FasterRCNNTrainTransform, batchify
+    from frcnn_model.data.datasets import SyntheticShapes
+    from frcnn_model.data.transforms import FasterRCNNTrainTransform, batchify
     data = SyntheticShapes(n, seed=seed, size=(size, size))
     tf = FasterRCNNTrainTransform(short=size, max_size=size, flip_p=0.0)
     return batchify([tf(*data[i]) for i in range(n)])
@@ -39,7 +39,7 @@ def test_loss_falls_over_a_few_iterations():
     """The same batch, 25 SGD steps: every RPN/RCNN loss term is finite and the total falls
     by more than half (a broken gradient path — ROIAlign backward, targets, losses — stalls)."""
     from mxnet import gluon
-    from frcnn_model.training import TrainStep
+    from frcnn_model.training.step import TrainStep
     net = _net()
     step = TrainStep(net, seed=0)
     trainer = gluon.Trainer(net.collect_params(), "sgd",
@@ -60,7 +60,7 @@ def test_roi_align_backward_reaches_the_backbone():
     """The head's loss alone gives the first conv a gradient: ROIAlign's backward is in the
     graph (proposals and targets are not)."""
     from mxnet import autograd
-    from frcnn_model.training import TrainStep
+    from frcnn_model.training.step import TrainStep
     net = _net(1)
     step = TrainStep(net, seed=0)
     for p in net.collect_params().values():
@@ -78,7 +78,7 @@ def test_train_step_losses_match_numpy():
     targets (sigmoid BCE and Huber 1/9 over the sampled anchors, softmax CE and Huber 1 over
     the sampled rois, each normalised by the number sampled in the batch; GluonCV's per-image
     terms summed over the batch, so B times that, and trainer.step(B) divides by B)."""
-    from frcnn_model import training
+    from frcnn_model.training import step as training
     net = _net(2)
     step = training.TrainStep(net, seed=5)
     seen = {}
@@ -177,7 +177,7 @@ def test_frcnn_train_resume_eval_detect(tmp_path):
     """frcnn-train for 2 epochs writes checkpoints, log.json and curves.png; --resume goes on to
     epoch 3; frcnn-eval and frcnn-detect read the checkpoint."""
     out = str(tmp_path / "run")
-    r = _run(["frcnn_model.train", "--epochs", "2", "--save-dir", out] + SMOKE, str(tmp_path))
+    r = _run(["frcnn_model.cli.train", "--epochs", "2", "--save-dir", out] + SMOKE, str(tmp_path))
     assert r.returncode == 0, r.stdout
     for name in ("epoch_0001.params", "epoch_0002.params", "epoch_0002.params.json",
                  "epoch_0002.states", "last.params", "best.params", "log.json", "curves.png"):
@@ -185,24 +185,24 @@ def test_frcnn_train_resume_eval_detect(tmp_path):
     log = json.load(open(os.path.join(out, "log.json")))
     assert [e["epoch"] for e in log["epochs"]] == [1, 2]
     assert all(0.0 <= e["mAP"] <= 1.0 for e in log["epochs"])
-    r = _run(["frcnn_model.train", "--epochs", "3", "--save-dir", out, "--resume"] + SMOKE,
+    r = _run(["frcnn_model.cli.train", "--epochs", "3", "--save-dir", out, "--resume"] + SMOKE,
              str(tmp_path))
     assert r.returncode == 0, r.stdout
     assert "resumed from" in r.stdout
     log = json.load(open(os.path.join(out, "log.json")))
     assert [e["epoch"] for e in log["epochs"]] == [1, 2, 3]
     assert log["epochs"][2]["iteration"] == 12
-    r = _run(["frcnn_model.evaluate", os.path.join(out, "last.params"), "--json",
+    r = _run(["frcnn_model.cli.eval", os.path.join(out, "last.params"), "--json",
               str(tmp_path / "ap.json")], str(tmp_path))
     assert r.returncode == 0, r.stdout
     ap = json.load(open(tmp_path / "ap.json"))["ap"]
     assert set(ap) == set(CLASSES) | {"mAP"}
     assert abs(ap["mAP"] - log["epochs"][2]["mAP"]) < 1e-9  # same images, same weights
-    from frcnn_model.datasets import SyntheticShapes
+    from frcnn_model.data.datasets import SyntheticShapes
     import cv2
     img, _ = SyntheticShapes(1, seed=9, size=(128, 128))[0]
     cv2.imwrite(str(tmp_path / "shapes.png"), img[:, :, ::-1])
-    r = _run(["frcnn_model.detect", str(tmp_path / "shapes.png"), "--params",
+    r = _run(["frcnn_model.cli.detect", str(tmp_path / "shapes.png"), "--params",
               os.path.join(out, "last.params"), "--out", str(tmp_path / "det"),
               "--threshold", "0"], str(tmp_path))
     assert r.returncode == 0, r.stdout
@@ -211,23 +211,23 @@ def test_frcnn_train_resume_eval_detect(tmp_path):
 
 
 def test_frcnn_train_errors(tmp_path):
-    r = _run(["frcnn_model.train", "--dataset", "voc", "--save-dir", str(tmp_path)],
+    r = _run(["frcnn_model.cli.train", "--dataset", "voc", "--save-dir", str(tmp_path)],
              str(tmp_path))
     assert r.returncode != 0 and "voc:ROOT" in r.stdout
-    r = _run(["frcnn_model.train", "--resume", "--save-dir", str(tmp_path / "none")] + SMOKE,
+    r = _run(["frcnn_model.cli.train", "--resume", "--save-dir", str(tmp_path / "none")] + SMOKE,
              str(tmp_path))
     assert r.returncode != 0 and "no epoch_" in r.stdout
 
 
 @pytest.mark.slow
 def test_dist_sync_two_local_workers(tmp_path):
-    """--kvstore dist_sync with two workers (python -m frcnn_model.launch: scheduler, server and
+    """--kvstore dist_sync with two workers (python -m frcnn_model.cli.launch: scheduler, server and
     workers as local processes), each on its half of every batch: both finish and rank 0
     writes the checkpoint after the two synchronised iterations."""
     out = str(tmp_path / "dp")
-    cmd = [sys.executable, "-m", "frcnn_model.train", "--kvstore", "dist_sync", "--epochs", "1",
+    cmd = [sys.executable, "-m", "frcnn_model.cli.train", "--kvstore", "dist_sync", "--epochs", "1",
            "--max-iters", "2", "--save-dir", out] + SMOKE[:2] + ["--num-val", "0"] + SMOKE[4:]
-    r = _run(["frcnn_model.launch", "-n", "2", "--"] + cmd, str(tmp_path), timeout=300)
+    r = _run(["frcnn_model.cli.launch", "-n", "2", "--"] + cmd, str(tmp_path), timeout=300)
     assert r.returncode == 0, r.stdout
     assert os.path.exists(os.path.join(out, "epoch_0001.params")), r.stdout
     log = json.load(open(os.path.join(out, "log.json")))
@@ -238,7 +238,7 @@ def test_pretrained_base_from_gluoncv_classifier(tmp_path):
     """A GluonCV resnet18_v1b classifier's parameter file fills the detector's backbone: the
     features then compute GluonCV's conv1..layer3 exactly; a wrong depth is refused by name."""
     from gluoncv.model_zoo import get_model
-    from frcnn_model.faster_rcnn import load_pretrained_base
+    from frcnn_model.modeling.faster_rcnn import load_pretrained_base
     mx.random.seed(4)
     cls = get_model("resnet18_v1b", pretrained=False, use_global_stats=True)
     cls.initialize(mx.init.Xavier())

@@ -157,7 +157,8 @@ else
   mkdir -p "$site/frcnn_ops" "$site/frcnn_model"
   (cd "$root" && find frcnn_ops -name '*.py' -not -path '*/__pycache__/*' -print0 \
     | xargs -0 cp --parents -t "$site")
-  cp "$root"/model/*.py "$site/frcnn_model/"
+  (cd "$root/model" && find . -name '*.py' -not -path '*/__pycache__/*' -print0 \
+    | xargs -0 cp --parents -t "$site/frcnn_model")
   gen=()
   if command -v ninja >/dev/null && { [ ! -f "$bdir/cmake/CMakeCache.txt" ] \
       || grep -q 'CMAKE_GENERATOR:INTERNAL=Ninja' "$bdir/cmake/CMakeCache.txt"; }; then

@@ -10,7 +10,7 @@ import argparse
 import statistics
 import time
 
-from frcnn_model.datasets import SyntheticShapes, preview
+from frcnn_model.data.datasets import SyntheticShapes, preview
 
 
 def bench(size=256, n=500, repeat=5, seed=0):

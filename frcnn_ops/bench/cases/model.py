@@ -22,10 +22,11 @@ def frcnn_model_package():
 def frcnn_model_parts():
     """The frcnn_model pieces the benchmark suites drive (imports kept here: the package's
     layout may move)."""
-    from frcnn_model import targets
-    from frcnn_model.faster_rcnn import faster_rcnn_resnet50_v1b_voc, image_size, rpn_head
-    from frcnn_model.metrics import VOC07MApMetric
-    from frcnn_model.training import TrainStep
+    from frcnn_model.evaluation.metrics import VOC07MApMetric
+    from frcnn_model.modeling.faster_rcnn import (faster_rcnn_resnet50_v1b_voc, image_size,
+                                                  rpn_head)
+    from frcnn_model.training import targets
+    from frcnn_model.training.step import TrainStep
     return SimpleNamespace(faster_rcnn_resnet50_v1b_voc=faster_rcnn_resnet50_v1b_voc,
                            image_size=image_size, rpn_head=rpn_head, targets=targets,
                            VOC07MApMetric=VOC07MApMetric, TrainStep=TrainStep,
@@ -33,16 +34,16 @@ def frcnn_model_parts():
 
 
 def feature_anchors():
-    """frcnn_model.anchors.feature_anchors; frcnn_model's package import needs MXNet, so without
-    MXNet (a CuPy-only install) its anchors.py is loaded on its own."""
+    """frcnn_model.modeling.anchors.feature_anchors; frcnn_model's package import needs MXNet,
+    so without MXNet (a CuPy-only install) its anchors.py is loaded on its own."""
     try:
-        from frcnn_model.anchors import feature_anchors
+        from frcnn_model.modeling.anchors import feature_anchors
         return feature_anchors
     except ImportError:
         spec = importlib.util.find_spec("frcnn_model")
         if spec is None or not spec.submodule_search_locations:
             raise
-        path = os.path.join(list(spec.submodule_search_locations)[0], "anchors.py")
+        path = os.path.join(list(spec.submodule_search_locations)[0], "modeling", "anchors.py")
         anchors_spec = importlib.util.spec_from_file_location("_frcnn_model_anchors", path)
         module = importlib.util.module_from_spec(anchors_spec)
         anchors_spec.loader.exec_module(module)

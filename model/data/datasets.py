@@ -12,10 +12,13 @@ Box convention (GluonCV's VOCDetection): a VOC xml holds 1-based inclusive pixel
 ``x2 - x1 + 1`` pixels wide. No +1 is added anywhere downstream (GluonCV's resize/flip treat the
 numbers as continuous coordinates). ``write_voc`` adds the 1 back.
 """
+from __future__ import annotations
+
 import math
 import os
 import warnings
 import xml.etree.ElementTree as ET
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -27,11 +30,11 @@ SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 
 
 def _voc_classes():
-    from .classes import VOC_CLASSES  # frcnn_model.faster_rcnn's, without importing MXNet
+    from .classes import VOC_CLASSES  # frcnn_model.modeling.faster_rcnn's, without importing MXNet
     return tuple(VOC_CLASSES)
 
 
-def read_image(path):
+def read_image(path: str) -> np.ndarray:
     """Reads an image file as ndarray[H, W, 3] uint8 RGB (same pixels as mx.image.imread)."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
@@ -53,7 +56,7 @@ class VOCDetection:
         splits (sequence of (year, name)): e.g. ``((2007, 'trainval'), (2012, 'trainval'))``; an
             int year means ``root/VOC<year>``, a str is taken as the subfolder name.
         classes (sequence of str, optional): class names, ``class_id`` = index in it; default
-            ``frcnn_model.faster_rcnn.VOC_CLASSES``. Names are compared lower-cased and stripped.
+            ``frcnn_model.VOC_CLASSES``. Names are compared lower-cased and stripped.
         transform (callable, optional): ``transform(img, label)`` applied by ``__getitem__``.
         keep_difficult (bool): keep objects marked difficult (GluonCV keeps them; the flag is in
             column 5 so evaluation can ignore them).
@@ -76,8 +79,10 @@ class VOCDetection:
     xml's 1-based values minus 1); ``M`` may be 0 (shape ``(0, 6)``).
     """
 
-    def __init__(self, root, splits=((2007, "trainval"),), classes=None, transform=None,
-                 keep_difficult=True, on_bad=None):
+    def __init__(self, root: str,
+                 splits: Sequence[Tuple[Union[int, str], str]] = ((2007, "trainval"),),
+                 classes: Optional[Sequence[str]] = None, transform: Optional[Callable] = None,
+                 keep_difficult: bool = True, on_bad: Optional[str] = None) -> None:
         self.root = os.path.expanduser(root)
         self.splits = tuple(tuple(s) for s in splits)
         self.classes = tuple(classes) if classes is not None else _voc_classes()
@@ -120,7 +125,7 @@ class VOCDetection:
                 raise BadDataError(self.bad, repr(self))
         self.ids = [image_id for _, image_id in self.items]
 
-    def check_images(self, progress=False, threads=2):
+    def check_images(self, progress: bool = False, threads: int = 2) -> List[Dict[str, str]]:
         """Reads every image (as decoding it: missing, empty, not an image, truncated or
         corrupted JPEG, a size other than the annotation's) and handles the bad ones as
         ``on_bad`` says ("skip": left out and added to ``self.bad``; "raise": one
@@ -146,29 +151,29 @@ class VOCDetection:
             self.bad += found
         return found
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items)
 
     def __repr__(self):
         return "VOCDetection(%r, splits=%r, %d images)" % (self.root, self.splits, len(self))
 
-    def image_path(self, i):
+    def image_path(self, i: int) -> str:
         folder, image_id = self.items[i]
         return os.path.join(folder, "JPEGImages", image_id + ".jpg")
 
-    def annotation_path(self, i):
+    def annotation_path(self, i: int) -> str:
         folder, image_id = self.items[i]
         return os.path.join(folder, "Annotations", image_id + ".xml")
 
-    def image_hw(self, i):
+    def image_hw(self, i: int) -> Tuple[int, int]:
         """(height, width) of image i as written in its annotation."""
         return self._sizes[i]
 
-    def label(self, i):
+    def label(self, i: int) -> np.ndarray:
         """The label of image i without reading the image (a copy)."""
         return self._labels[i].copy()
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Any:
         img = read_image(self.image_path(i))
         label = self._labels[i].copy()
         if self.transform is not None:
@@ -268,7 +273,7 @@ class VOCDetection:
 class BadDataError(ValueError):
     """Bad samples in a dataset; ``problems`` lists ``{"file", "problem"}`` dicts."""
 
-    def __init__(self, problems, where=""):
+    def __init__(self, problems: Sequence[Dict[str, str]], where: str = "") -> None:
         self.problems = list(problems)
         lines = ["  %s: %s" % (p["file"], p["problem"]) for p in self.problems[:20]]
         if len(self.problems) > 20:
@@ -278,7 +283,7 @@ class BadDataError(ValueError):
             " in %s" % where if where else "", "\n".join(lines)))
 
 
-def image_problem(path, hw=None):
+def image_problem(path: str, hw: Optional[Tuple[int, int]] = None) -> Optional[str]:
     """None if ``path`` is a whole, decodable image (of ``hw`` = (height, width) if given),
     else the problem as a short sentence."""
     try:
@@ -301,7 +306,7 @@ def image_problem(path, hw=None):
     return None
 
 
-def voc_class_names(root, splits):
+def voc_class_names(root: str, splits: Sequence[Tuple[Union[int, str], str]]) -> List[str]:
     """The sorted class names the annotations of ``splits`` use (unreadable annotations are
     passed over: the checks report them)."""
     names = set()
@@ -432,9 +437,10 @@ class SyntheticShapes:
     convention, so ``write_voc`` / ``VOCDetection`` round-trip them exactly).
     """
 
-    def __init__(self, num_images, seed=0, size=(256, 256), classes=SHAPE_CLASSES,
-                 objects=(1, 4), object_size=(24, 96), transform=None, size_jitter=0.0,
-                 max_iou=0.3):
+    def __init__(self, num_images: int, seed: int = 0, size: Tuple[int, int] = (256, 256),
+                 classes: Sequence[str] = SHAPE_CLASSES, objects: Tuple[int, int] = (1, 4),
+                 object_size: Tuple[int, int] = (24, 96), transform: Optional[Callable] = None,
+                 size_jitter: float = 0.0, max_iou: float = 0.3) -> None:
         self.num_images = int(num_images)
         self.seed = int(seed)
         self.size = tuple(int(s) for s in _pair(size, "size"))
@@ -458,20 +464,21 @@ class SyntheticShapes:
             raise ValueError("object_size max %d does not fit in images of size %r"
                              % (hi, self.size))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_images
 
     def __repr__(self):
         return ("SyntheticShapes(%d, seed=%d, size=%r, classes=%r)"
                 % (self.num_images, self.seed, self.size, self.classes))
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Any:
         img, label, _ = self.render(i)
         if self.transform is not None:
             return self.transform(img, label)
         return img, label
 
-    def render(self, i, return_masks=False):
+    def render(self, i: int, return_masks: bool = False
+               ) -> Tuple[np.ndarray, np.ndarray, Optional[List[Tuple[np.ndarray, np.ndarray]]]]:
         """(img, label, masks): masks is a list of (box, ndarray[h, w] uint8 coverage) per object
         when ``return_masks``, else None."""
         i = int(i)
@@ -582,7 +589,8 @@ def _fmt(v):
     return str(int(v)) if v.is_integer() else repr(v)
 
 
-def write_voc(dataset, root, year=2007, split="trainval", image_ids=None, quality=95):
+def write_voc(dataset: Any, root: str, year: int = 2007, split: str = "trainval",
+              image_ids: Optional[Sequence[str]] = None, quality: int = 95) -> List[str]:
     """Writes a dataset with the interface above as a VOCdevkit folder.
 
     Writes ``root/VOC<year>/JPEGImages/<id>.jpg`` (JPEG ``quality``),
@@ -657,7 +665,7 @@ def _write_xml(path, folder_name, image_id, shape, label, classes):
 
 # ----------------------------------------------------------------------------- preview
 
-def draw_boxes(img, label, classes):
+def draw_boxes(img: np.ndarray, label: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """A copy of img (uint8 RGB) with the label's boxes and class names drawn."""
     out = np.ascontiguousarray(img).copy()
     for row in np.asarray(label):
@@ -668,7 +676,7 @@ def draw_boxes(img, label, classes):
     return out
 
 
-def preview(path, dataset=None, rows=4, cols=4, tile=192):
+def preview(path: str, dataset: Any = None, rows: int = 4, cols: int = 4, tile: int = 192) -> None:
     """Saves a rows x cols grid of images with their boxes as a PNG (tiles of tile x tile,
     256-colour palette to keep the file small). Default dataset: SyntheticShapes(16)."""
     from PIL import Image

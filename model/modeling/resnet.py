@@ -6,6 +6,10 @@ conv1/bn1, conv2/bn2, conv3/bn3, a basic block conv1/bn1, conv2/bn2, both an opt
 downsample (conv, bn). BatchNorm uses frozen global statistics (use_global_stats=True) in the
 detector that loads ImageNet or GluonCV weights; training from scratch uses batch statistics.
 """
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
 from mxnet.gluon import nn
 
 
@@ -13,7 +17,8 @@ class BottleneckV1b(nn.HybridBlock):
     """1x1 -> 3x3 (stride here, v1b) -> 1x1 bottleneck with a residual connection."""
     expansion = 4
 
-    def __init__(self, planes, strides=1, downsample=None, norm_kwargs=None, **kwargs):
+    def __init__(self, planes: int, strides: int = 1, downsample: Optional[nn.HybridBlock] = None,
+                 norm_kwargs: Optional[dict] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         norm_kwargs = norm_kwargs or {}
         with self.name_scope():
@@ -41,7 +46,8 @@ class BasicBlockV1b(nn.HybridBlock):
     """3x3 (stride here) -> 3x3 basic block with a residual connection (ResNet-18/34 v1b)."""
     expansion = 1
 
-    def __init__(self, planes, strides=1, downsample=None, norm_kwargs=None, **kwargs):
+    def __init__(self, planes: int, strides: int = 1, downsample: Optional[nn.HybridBlock] = None,
+                 norm_kwargs: Optional[dict] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         norm_kwargs = norm_kwargs or {}
         with self.name_scope():
@@ -73,7 +79,8 @@ class ResNetV1bStages:
     CPU training configuration uses 0.5).
     """
 
-    def __init__(self, layers=None, use_global_stats=True, depth=50, width=1.0):
+    def __init__(self, layers: Optional[Sequence[int]] = None, use_global_stats: bool = True,
+                 depth: int = 50, width: float = 1.0) -> None:
         if depth not in SPECS:
             raise ValueError("frcnn_model: ResNet v1b depth must be one of %s, got %r"
                              % (sorted(SPECS), depth))

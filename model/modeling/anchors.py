@@ -1,9 +1,15 @@
 """GluonCV's RPN anchors (RPNAnchorGenerator): a constant of the network, not an op."""
+from __future__ import annotations
+
+from typing import Any, Sequence, Tuple
+
 import numpy as np
 
 
-def generate_anchors(stride=16, base_size=16, ratios=(0.5, 1, 2), scales=(2, 4, 8, 16, 32),
-                     alloc_size=(128, 128)):
+def generate_anchors(stride: int = 16, base_size: int = 16,
+                     ratios: Sequence[float] = (0.5, 1, 2),
+                     scales: Sequence[float] = (2, 4, 8, 16, 32),
+                     alloc_size: Tuple[int, int] = (128, 128)) -> np.ndarray:
     """Anchors (1, 1, height, width, A*4) float32, A = len(ratios) * len(scales).
 
     Reference window (0, 0, base_size - 1, base_size - 1) with the +1 convention; per ratio then
@@ -27,7 +33,7 @@ def generate_anchors(stride=16, base_size=16, ratios=(0.5, 1, 2), scales=(2, 4, 
     return anchors.reshape((1, 1, height, width, -1)).astype(np.float32)
 
 
-def feature_anchors(feat_hw, **kwargs):
+def feature_anchors(feat_hw: Tuple[int, int], **kwargs: Any) -> np.ndarray:
     """The (1, H*W*A, 4) anchors of an H x W feature map."""
     h, w = feat_hw
     kwargs.setdefault("alloc_size", (max(128, w), max(128, h)))

@@ -8,41 +8,32 @@ Each epoch: a tqdm bar with the four losses and images/s, then VOC07 mAP on the 
 a checkpoint (``epoch_NNNN.params`` + ``.json`` architecture + ``.states`` optimizer +
 ``.state.json`` position and random states, sealed by ``.manifest.json``; ``last``/``best``
 copies), ``log.json`` and ``curves.png`` (losses and mAP), every file crash-safe
-(frcnn_model.checkpoint). ``--resume`` continues from the newest complete checkpoint in
---save-dir where the uninterrupted run would be (same data order, schedule, random state). ``--kvstore dist_sync`` trains data-parallel
-across the workers MXNet's launcher starts (each reads its shard of the data).
+(frcnn_model.training.checkpoint). ``--resume`` continues from the newest complete checkpoint
+in --save-dir where the uninterrupted run would be (same data order, schedule, random state).
+``--kvstore dist_sync`` trains data-parallel across the workers MXNet's launcher starts (each
+reads its shard of the data).
 
 Datasets: ``synthetic`` (the built-in shapes, generated from --seed; no download) or
 ``voc:ROOT`` (a VOCdevkit folder; --train-split / --val-split, e.g. 2007-trainval, 2007-test;
 every annotation and image checked before training: --skip-bad, --check-data, --classes).
 """
+from __future__ import annotations
+
 import argparse
 import json
-import math
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-# Named settings: the demo that trains on this project's 2-core CPU, and GluonCV's VOC recipe.
-PRESETS = {
-    "synthetic-small": dict(
-        dataset="synthetic", num_train=2000, num_val=300, image_size=160, object_size="20,64",
-        short=160,
-        max_size=160, backbone="resnet18_v1b", width=0.5, frozen_bn=False, epochs=4,
-        batch_size=4, lr=0.02, lr_decay=0.1, lr_decay_epoch="3", lr_warmup=100, wd=1e-4,
-        momentum=0.9, flip=0.5,
-        model=dict(scales=[1, 2, 4, 8], ratios=[0.5, 1, 2], rpn_train_pre_nms=2000,
-                   rpn_train_post_nms=300, rpn_test_pre_nms=1000, rpn_test_post_nms=100,
-                   roi_size=[7, 7], num_sample=64, rpn_min_size=4)),
-    "voc-resnet50": dict(
-        dataset="voc", num_train=0, num_val=0, image_size=0, object_size="", short=600,
-        max_size=1000,
-        backbone="resnet50_v1b", width=1.0, frozen_bn=True, epochs=20, batch_size=1,
-        lr=0.001, lr_decay=0.1, lr_decay_epoch="14,20", lr_warmup=0, wd=5e-4, momentum=0.9,
-        flip=0.5, model={}),
-}
+from .common import PRESETS, checked_voc, synthetic_set, voc_splits
+
+if TYPE_CHECKING:
+    from mxnet import gluon
+
+    from ..modeling.faster_rcnn import FasterRCNN
 
 
 def _parse(argv):
@@ -118,27 +109,9 @@ def _parse(argv):
     return args
 
 
-def _voc_splits(text):
-    out = []
-    for item in text.split(","):
-        year, _, name = item.partition("-")
-        out.append((int(year), name or "trainval"))
-    return tuple(out)
-
-
-def synthetic_set(count, seed, image_size, object_size):
-    """The built-in shapes: ``count`` images of ``image_size`` pixels square, objects of
-    ``object_size`` = "MIN,MAX" pixels."""
-    from .datasets import SyntheticShapes
-    lo, hi = (int(v) for v in str(object_size).split(","))
-    return SyntheticShapes(count, seed=seed, size=(image_size, image_size),
-                           object_size=(lo, hi))
-
-
-def make_datasets(args):
+def make_datasets(args: argparse.Namespace) -> Tuple[Any, Optional[Any]]:
     """(train, val) datasets of the --dataset option; val may be None. The synthetic
     validation set is the one with seed --seed + 1000 (frcnn-eval's default)."""
-    from .datasets import VOCDetection
     if args.dataset == "synthetic":
         train = synthetic_set(args.num_train, args.seed, args.image_size, args.object_size)
         val = synthetic_set(args.num_val, args.seed + 1000, args.image_size,
@@ -154,18 +127,18 @@ def make_datasets(args):
     raise SystemExit("frcnn-train: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
 
 
-def voc_classes(args, root):
+def voc_classes(args: argparse.Namespace, root: str) -> Tuple[str, ...]:
     """--classes, else the VOC names if the training annotations use only those, else the
     sorted names they use."""
-    from .datasets import voc_class_names
-    from .faster_rcnn import VOC_CLASSES
+    from ..data.datasets import voc_class_names
+    from ..data.classes import VOC_CLASSES
     if getattr(args, "classes", None):
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         if not classes:
             raise SystemExit("frcnn-train: --classes is empty")
         return tuple(classes)
     try:
-        names = voc_class_names(root, _voc_splits(args.train_split))
+        names = voc_class_names(root, voc_splits(args.train_split))
     except FileNotFoundError as e:
         raise SystemExit("frcnn-train: %s" % e)
     if not names:
@@ -177,34 +150,7 @@ def voc_classes(args, root):
     return tuple(names)
 
 
-def checked_voc(root, split, classes, args, what, who):
-    """VOCDetection of ``split`` with every annotation (and, unless --no-check-images, every
-    image) checked: bad samples are an error naming each (SystemExit) or, with --skip-bad,
-    left out and listed in the dataset's ``bad``."""
-    from .datasets import BadDataError, VOCDetection
-    try:
-        ds = VOCDetection(root, splits=_voc_splits(split), classes=classes, on_bad="skip")
-        if not getattr(args, "no_check_images", False):
-            ds.check_images(progress=not getattr(args, "no_progress", True)
-                            and sys.stderr.isatty())
-    except FileNotFoundError as e:
-        raise SystemExit("%s: %s" % (who, e))
-    if ds.bad and not getattr(args, "skip_bad", False) and not getattr(args, "check_data",
-                                                                       False):
-        raise SystemExit("%s: %s\n(--skip-bad leaves them out and trains on the rest)"
-                         % (who, BadDataError(ds.bad, "the %s split %s of %s"
-                                              % (what, split, root))))
-    if ds.bad:
-        print("%s: %s split %s: %d bad sample%s left out%s" % (
-            who, what, split, len(ds.bad), "" if len(ds.bad) == 1 else "s",
-            " (listed in log.json)" if who == "frcnn-train" else ""), flush=True)
-    if len(ds) == 0:
-        raise SystemExit("%s: no usable samples in the %s split %s of %s"
-                         % (who, what, split, root))
-    return ds
-
-
-def check_data(args):
+def check_data(args: argparse.Namespace) -> int:
     """--check-data: every sample of both splits checked and reported; 0 if all good."""
     train_set, val_set = make_datasets(args)
     total = 0
@@ -220,33 +166,13 @@ def check_data(args):
     return 1 if total else 0
 
 
-def build_net(args, classes):
-    from .faster_rcnn import faster_rcnn
+def build_net(args: argparse.Namespace, classes: Sequence[str]) -> FasterRCNN:
+    from ..modeling.faster_rcnn import faster_rcnn
     return faster_rcnn(args.backbone, width=args.width, use_global_stats=bool(args.frozen_bn),
                        classes=tuple(classes), **args.model)
 
 
-def evaluate(net, dataset, transform, batch_size, ctx=None, progress=False):
-    """VOC07 mAP of ``net`` on ``dataset``: (names, values) as VOC07MApMetric.get()."""
-    import mxnet as mx
-    from .checkpoint import fault_point
-    from .metrics import VOC07MApMetric
-    from .transforms import iterate_batches
-    ctx = ctx or mx.cpu()
-    metric = VOC07MApMetric(iou_thresh=0.5, class_names=dataset.classes)
-    batches = iterate_batches(dataset, transform, batch_size, shuffle=False, seed=0, epoch=0)
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(batches, total=math.ceil(len(dataset) / batch_size), desc="eval",
-                       leave=False, dynamic_ncols=True)
-    for data, labels, _ in batches:
-        fault_point("eval")
-        ids, scores, bboxes = net(mx.nd.array(data, ctx=ctx))
-        metric.update(bboxes, ids, scores, labels[:, :, :4], labels[:, :, 4:5], labels[:, :, 5:6])
-    return metric.get()
-
-
-def plot_curves(log, path):
+def plot_curves(log: Dict[str, Any], path: str) -> None:
     """PNG of the smoothed losses per iteration and the validation mAP per epoch."""
     import matplotlib
     matplotlib.use("Agg")
@@ -336,12 +262,13 @@ def _legacy_resume(args):
     return None, None
 
 
-def find_resume_point(args):
+def find_resume_point(args: argparse.Namespace
+                      ) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
     """(stem, state) of the newest complete checkpoint in --save-dir; prints which one and why
     any newer one was skipped. (None, None) when the folder (created when the run started)
     has no complete checkpoint (the run was killed before its first one was sealed): the run
     starts from the beginning."""
-    from . import checkpoint
+    from ..training import checkpoint
     if not os.path.isdir(args.save_dir):
         raise SystemExit("frcnn-train: --resume: no epoch_*.params checkpoint in %s (no such "
                          "folder)" % args.save_dir)
@@ -374,13 +301,15 @@ def find_resume_point(args):
     return stem, state
 
 
-def save_checkpoint(args, net, trainer, stem, state, mAP, best, log):
+def save_checkpoint(args: argparse.Namespace, net: FasterRCNN, trainer: gluon.Trainer,
+                    stem: str, state: Dict[str, Any], mAP: float, best: float,
+                    log: Dict[str, Any]) -> None:
     """Writes checkpoint ``stem`` (params, .params.json, .states, .state.json, then the
     manifest that seals it), the last/best copies, log.json and curves.png: each file
     crash-safe. A write error ends the run with a message naming the file (the previous
     complete checkpoint is untouched)."""
-    from . import checkpoint
-    from .faster_rcnn import save_model
+    from ..training import checkpoint
+    from ..modeling.faster_rcnn import save_model
     d = args.save_dir
     written = []
     try:
@@ -417,32 +346,41 @@ def save_checkpoint(args, net, trainer, stem, state, mAP, best, log):
                          % (stem, e, prev or "none")) from None
 
 
-def train(args):
-    import mxnet as mx
-    from mxnet import gluon
-    from . import checkpoint
-    from .checkpoint import fault_point
-    from .training import TrainStep
-    from .transforms import FasterRCNNTrainTransform, FasterRCNNValTransform, iterate_batches
+class _Run:
+    """What the steps of one frcnn-train run share: the arguments, the kvstore and this
+    worker's place in it, the datasets, network, trainer, training step and transforms (set by
+    :func:`_setup`), and the position that carries from one epoch to the next (start epoch and
+    batch, iterations done, seconds spent, smoothed losses, best mAP: what a checkpoint's
+    ``.state.json`` saves)."""
 
-    ctx = mx.cpu()
-    kv = mx.kv.create(args.kvstore)
-    rank, workers = kv.rank, kv.num_workers
-    checkpoint.FAULT_RANK = rank
-    mx.random.seed(args.seed)  # the same initial weights on every worker
-    train_set, val_set = make_datasets(args)
-    net = build_net(args, train_set.classes)
+    def __init__(self, args):
+        self.args = args
+        self.ctx = self.kv = None
+        self.rank, self.workers = 0, 1
+        self.train_set = self.val_set = self.net = self.trainer = self.step = None
+        self.train_tf = self.val_tf = None
+        self.decay_epochs, self.per_epoch = [], 0
+        self.log = None
+        self.start_epoch, self.start_batch, self.iteration, self.elapsed = 0, 0, 0, 0.0
+        self.smooth, self.best = {}, -1.0
+
+
+def _init_net(args, classes, ctx):
+    """The network of --backbone etc., initialised, then --pretrained-base and --init loaded."""
+    import mxnet as mx
+    net = build_net(args, classes)
     net.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
     if args.pretrained_base:
-        from .faster_rcnn import load_pretrained_base
+        from ..modeling.faster_rcnn import load_pretrained_base
         count = load_pretrained_base(net, args.pretrained_base)
         print("frcnn-train: %d backbone parameters from %s" % (count, args.pretrained_base))
     if args.init:
         net.load_parameters(args.init, ctx=ctx)
-    stem, resumed = find_resume_point(args) if args.resume else (None, None)
-    os.makedirs(args.save_dir, exist_ok=True)
-    if rank == 0:
-        checkpoint.remove_stale_temporaries(args.save_dir)
+    return net
+
+
+def _new_log(args, train_set, val_set):
+    """log.json of a new run: the arguments, no epochs yet, the bad samples left out."""
     log = {"args": {k: v for k, v in vars(args).items()}, "epochs": [],
            "iterations": {k: [] for k in ("iter", "rpn_cls", "rpn_box", "rcnn_cls",
                                           "rcnn_box", "total")},
@@ -451,133 +389,218 @@ def train(args):
     if getattr(train_set, "bad", None) or getattr(val_set, "bad", None):
         log["bad_data"] = {"train": list(getattr(train_set, "bad", [])),
                            "val": list(getattr(val_set, "bad", []) if val_set else [])}
-    start_epoch, start_batch, iteration, elapsed = 0, 0, 0, 0.0
-    smooth, best = {}, -1.0
-    params = net.collect_params()
-    opt_args = {"learning_rate": args.lr, "wd": args.wd}
-    if args.optimizer in ("sgd", "nag"):
-        opt_args["momentum"] = args.momentum
-    trainer = gluon.Trainer(params, args.optimizer, opt_args, kvstore=kv)
-    if resumed is not None:
-        ckpt = os.path.join(args.save_dir, stem + ".params")
-        net.load_parameters(ckpt, ctx=ctx)
-        states = os.path.join(args.save_dir, stem + ".states")
-        if os.path.exists(states) and not args.kvstore.startswith("dist"):
-            trainer.load_states(states)
-        else:
-            print("frcnn-train: no optimizer state to resume (%s); momentum restarts"
-                  % os.path.basename(states), flush=True)
-        log["epochs"] = resumed["log"]["epochs"]
-        log["iterations"] = resumed["log"]["iterations"]
-        start_epoch, start_batch = resumed["epoch"], resumed["batch"]
-        iteration, elapsed = resumed["iteration"], resumed["elapsed"]
-        smooth, best = dict(resumed["smooth"]), resumed["best"]
-        if start_batch:  # the checkpoint stopped inside this epoch (--max-iters)
-            log["epochs"] = [e for e in log["epochs"] if e["epoch"] <= start_epoch]
-        print("frcnn-train: resumed from %s (epoch %d, iteration %d%s)"
-              % (ckpt, start_epoch, iteration,
-                 ", batch %d of epoch %d" % (start_batch, start_epoch + 1) if start_batch
-                 else ""), flush=True)
-    net.hybridize(static_alloc=True)
-    step = TrainStep(net, seed=args.seed * 1000 + rank + 7919 * start_epoch)
-    if resumed and resumed.get("rng") and rank == 0:
-        _set_rng_state(step, resumed["rng"])
-    train_tf = FasterRCNNTrainTransform(short=args.short, max_size=args.max_size,
-                                        flip_p=args.flip)
-    val_tf = FasterRCNNValTransform(short=args.short, max_size=args.max_size)
-    decay_epochs = [int(e) for e in str(args.lr_decay_epoch).split(",") if e.strip()]
-    per_epoch = len(train_set) // (args.batch_size * workers)
-    if per_epoch == 0:
-        raise SystemExit("frcnn-train: %d training images are fewer than one batch of %d x %d "
-                         "workers" % (len(train_set), args.batch_size, workers))
-    t0 = time.time() - elapsed
-    for epoch in range(start_epoch, args.epochs):
-        first = start_batch if epoch == start_epoch else 0
-        mx.random.seed(_mx_seed(args.seed, epoch, first))
-        lr_epoch = args.lr * args.lr_decay ** sum(epoch >= e for e in decay_epochs)
-        batches = iterate_batches(train_set, train_tf, args.batch_size * workers, shuffle=True,
-                                  seed=args.seed, epoch=epoch, drop_last=True, start=first)
-        bar = range(first, per_epoch)
-        if not args.no_progress and rank == 0:
-            from tqdm import tqdm
-            bar = tqdm(bar, desc="epoch %d/%d" % (epoch + 1, args.epochs), dynamic_ncols=True,
-                       initial=first, total=per_epoch)
-        seen, t_epoch, done = 0, time.time(), first
-        for _, (data, labels, im_hw) in zip(bar, batches):
-            if args.max_iters and iteration >= args.max_iters:
-                break
-            lo, hi = rank * args.batch_size, (rank + 1) * args.batch_size
-            warm = min(1.0, (iteration + 1) / args.lr_warmup) if args.lr_warmup else 1.0
-            trainer.set_learning_rate(lr_epoch * warm)
-            losses = step(data[lo:hi], labels[lo:hi], im_hw[lo:hi], ctx=ctx)
-            fault_point("iter", "iteration %d" % (iteration + 1))
-            trainer.step(args.batch_size * workers)  # gradients summed over workers
-            iteration += 1
-            done += 1
-            seen += args.batch_size
-            for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"):
-                value = losses[key] / args.batch_size
-                smooth[key] = value if key not in smooth else 0.95 * smooth[key] + 0.05 * value
-            smooth["total"] = sum(smooth[k] for k in ("rpn_cls", "rpn_box", "rcnn_cls",
-                                                      "rcnn_box"))
-            if iteration % 10 == 0:
-                log["iterations"]["iter"].append(iteration)
-                for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "total"):
-                    log["iterations"][key].append(smooth[key])
-            rate = seen * workers / max(time.time() - t_epoch, 1e-9)
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str("loss %.3f (rpn %.3f/%.3f rcnn %.3f/%.3f) %.1f img/s lr %.4g"
-                                    % (smooth["total"], smooth["rpn_cls"], smooth["rpn_box"],
-                                       smooth["rcnn_cls"], smooth["rcnn_box"], rate,
-                                       trainer.learning_rate))
-            elif iteration % 50 == 0 and rank == 0:
-                print("iter %d loss %.4f rpn_cls %.4f rpn_box %.4f rcnn_cls %.4f rcnn_box %.4f "
-                      "%.1f img/s" % (iteration, smooth["total"], smooth["rpn_cls"],
-                                      smooth["rpn_box"], smooth["rcnn_cls"], smooth["rcnn_box"],
-                                      rate), flush=True)
-        if hasattr(bar, "close"):
-            bar.close()
-        entry = {"epoch": epoch + 1, "iteration": iteration,
-                 "images_per_s": seen * workers / max(time.time() - t_epoch, 1e-9),
-                 "loss": dict(smooth)}
-        if workers > 1:
-            mx.nd.waitall()
-            kv._barrier()  # every worker's last push is in before rank 0 reads the weights
-        if val_set is not None and rank == 0:
-            t_eval = time.time()
-            names, values = evaluate(net, val_set, val_tf, args.val_batch_size,
-                                     progress=not args.no_progress)
-            entry["mAP"] = float(values[-1])
-            entry["ap"] = {n: float(v) for n, v in zip(names[:-1], values[:-1])}
-            entry["eval_s"] = time.time() - t_eval
-        entry["time_s"] = time.time() - t0
-        log["epochs"].append(entry)
-        if rank == 0:
-            complete = done >= per_epoch
-            state = {"epoch": epoch + 1 if complete else epoch,
-                     "batch": 0 if complete else done, "iteration": iteration,
-                     "elapsed": entry["time_s"], "smooth": smooth,
-                     "best": max(best, entry.get("mAP", -1)), "rng": _rng_state(step),
-                     "args": {k: getattr(args, k, None) for k in _TRAJECTORY},
-                     "log": {"epochs": log["epochs"], "iterations": log["iterations"]}}
-            save_checkpoint(args, net, trainer, "epoch_%04d" % (epoch + 1), state,
-                            entry.get("mAP", -1), best, log)
-            best = max(best, entry.get("mAP", -1))
-            print("epoch %d: iteration %d, %.1f img/s, loss %.4f%s, %.1f min"
-                  % (epoch + 1, iteration, entry["images_per_s"], smooth.get("total", 0.0),
-                     ", mAP %.4f" % entry["mAP"] if "mAP" in entry else "",
-                     entry["time_s"] / 60.0), flush=True)
-        if workers > 1:
-            kv._barrier()  # rank 0 saved: the others may go on (or exit) now
-        if args.max_iters and iteration >= args.max_iters:
-            break
-        if args.target_map and entry.get("mAP", 0.0) >= args.target_map:
-            break
     return log
 
 
-def main(argv=None):
-    from ._threads import use_all_cpus
+def _make_trainer(args, net, kv):
+    from mxnet import gluon
+    opt_args = {"learning_rate": args.lr, "wd": args.wd}
+    if args.optimizer in ("sgd", "nag"):
+        opt_args["momentum"] = args.momentum
+    return gluon.Trainer(net.collect_params(), args.optimizer, opt_args, kvstore=kv)
+
+
+def _resume(run, stem, resumed):
+    """Resume step: the weights and optimizer states of checkpoint ``stem``, and the position
+    and log of its ``.state.json`` (``resumed``)."""
+    args = run.args
+    ckpt = os.path.join(args.save_dir, stem + ".params")
+    run.net.load_parameters(ckpt, ctx=run.ctx)
+    states = os.path.join(args.save_dir, stem + ".states")
+    if os.path.exists(states) and not args.kvstore.startswith("dist"):
+        run.trainer.load_states(states)
+    else:
+        print("frcnn-train: no optimizer state to resume (%s); momentum restarts"
+              % os.path.basename(states), flush=True)
+    run.log["epochs"] = resumed["log"]["epochs"]
+    run.log["iterations"] = resumed["log"]["iterations"]
+    run.start_epoch, run.start_batch = resumed["epoch"], resumed["batch"]
+    run.iteration, run.elapsed = resumed["iteration"], resumed["elapsed"]
+    run.smooth, run.best = dict(resumed["smooth"]), resumed["best"]
+    if run.start_batch:  # the checkpoint stopped inside this epoch (--max-iters)
+        run.log["epochs"] = [e for e in run.log["epochs"] if e["epoch"] <= run.start_epoch]
+    print("frcnn-train: resumed from %s (epoch %d, iteration %d%s)"
+          % (ckpt, run.start_epoch, run.iteration,
+             ", batch %d of epoch %d" % (run.start_batch, run.start_epoch + 1)
+             if run.start_batch else ""), flush=True)
+
+
+def _setup(args):
+    """Everything before the first epoch: the kvstore, datasets, network (initialised, or
+    resumed), trainer, training step and transforms."""
+    import mxnet as mx
+    from ..data.transforms import FasterRCNNTrainTransform, FasterRCNNValTransform
+    from ..training import checkpoint
+    from ..training.step import TrainStep
+    run = _Run(args)
+    run.ctx = mx.cpu()
+    run.kv = mx.kv.create(args.kvstore)
+    run.rank, run.workers = run.kv.rank, run.kv.num_workers
+    checkpoint.FAULT_RANK = run.rank
+    mx.random.seed(args.seed)  # the same initial weights on every worker
+    run.train_set, run.val_set = make_datasets(args)
+    run.net = _init_net(args, run.train_set.classes, run.ctx)
+    stem, resumed = find_resume_point(args) if args.resume else (None, None)
+    os.makedirs(args.save_dir, exist_ok=True)
+    if run.rank == 0:
+        checkpoint.remove_stale_temporaries(args.save_dir)
+    run.log = _new_log(args, run.train_set, run.val_set)
+    run.trainer = _make_trainer(args, run.net, run.kv)
+    if resumed is not None:
+        _resume(run, stem, resumed)
+    run.net.hybridize(static_alloc=True)
+    run.step = TrainStep(run.net, seed=args.seed * 1000 + run.rank + 7919 * run.start_epoch)
+    if resumed and resumed.get("rng") and run.rank == 0:
+        _set_rng_state(run.step, resumed["rng"])
+    run.train_tf = FasterRCNNTrainTransform(short=args.short, max_size=args.max_size,
+                                            flip_p=args.flip)
+    run.val_tf = FasterRCNNValTransform(short=args.short, max_size=args.max_size)
+    run.decay_epochs = [int(e) for e in str(args.lr_decay_epoch).split(",") if e.strip()]
+    run.per_epoch = len(run.train_set) // (args.batch_size * run.workers)
+    if run.per_epoch == 0:
+        raise SystemExit("frcnn-train: %d training images are fewer than one batch of %d x %d "
+                         "workers" % (len(run.train_set), args.batch_size, run.workers))
+    return run
+
+
+def _progress_bar(run, epoch, first):
+    """The batches of an epoch from ``first``: a tqdm bar on rank 0 unless --no-progress."""
+    bar = range(first, run.per_epoch)
+    if not run.args.no_progress and run.rank == 0:
+        from tqdm import tqdm
+        bar = tqdm(bar, desc="epoch %d/%d" % (epoch + 1, run.args.epochs), dynamic_ncols=True,
+                   initial=first, total=run.per_epoch)
+    return bar
+
+
+def _log_losses(run, losses):
+    """Log step: the smoothed per-image losses, into log.json every 10 iterations."""
+    smooth = run.smooth
+    for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"):
+        value = losses[key] / run.args.batch_size
+        smooth[key] = value if key not in smooth else 0.95 * smooth[key] + 0.05 * value
+    smooth["total"] = sum(smooth[k] for k in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"))
+    if run.iteration % 10 == 0:
+        run.log["iterations"]["iter"].append(run.iteration)
+        for key in ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "total"):
+            run.log["iterations"][key].append(smooth[key])
+
+
+def _show_progress(run, bar, rate):
+    """The losses and ``rate`` (images/s) on the bar, or a line every 50 iterations."""
+    s = run.smooth
+    if hasattr(bar, "set_postfix_str"):
+        bar.set_postfix_str("loss %.3f (rpn %.3f/%.3f rcnn %.3f/%.3f) %.1f img/s lr %.4g"
+                            % (s["total"], s["rpn_cls"], s["rpn_box"], s["rcnn_cls"],
+                               s["rcnn_box"], rate, run.trainer.learning_rate))
+    elif run.iteration % 50 == 0 and run.rank == 0:
+        print("iter %d loss %.4f rpn_cls %.4f rpn_box %.4f rcnn_cls %.4f rcnn_box %.4f "
+              "%.1f img/s" % (run.iteration, s["total"], s["rpn_cls"], s["rpn_box"],
+                              s["rcnn_cls"], s["rcnn_box"], rate), flush=True)
+
+
+def _train_epoch(run, epoch, first):
+    """Trains epoch ``epoch`` from its batch ``first`` (not 0 when a run resumes inside it):
+    returns the epoch's log entry and the number of its batches done."""
+    import mxnet as mx
+    from ..data.transforms import iterate_batches
+    from ..training.checkpoint import fault_point
+    args, rank, workers = run.args, run.rank, run.workers
+    mx.random.seed(_mx_seed(args.seed, epoch, first))
+    lr_epoch = args.lr * args.lr_decay ** sum(epoch >= e for e in run.decay_epochs)
+    batches = iterate_batches(run.train_set, run.train_tf, args.batch_size * workers,
+                              shuffle=True, seed=args.seed, epoch=epoch, drop_last=True,
+                              start=first)
+    bar = _progress_bar(run, epoch, first)
+    seen, t_epoch, done = 0, time.time(), first
+    for _, (data, labels, im_hw) in zip(bar, batches):
+        if args.max_iters and run.iteration >= args.max_iters:
+            break
+        lo, hi = rank * args.batch_size, (rank + 1) * args.batch_size
+        warm = min(1.0, (run.iteration + 1) / args.lr_warmup) if args.lr_warmup else 1.0
+        run.trainer.set_learning_rate(lr_epoch * warm)
+        losses = run.step(data[lo:hi], labels[lo:hi], im_hw[lo:hi], ctx=run.ctx)
+        fault_point("iter", "iteration %d" % (run.iteration + 1))
+        run.trainer.step(args.batch_size * workers)  # gradients summed over workers
+        run.iteration += 1
+        done += 1
+        seen += args.batch_size
+        _log_losses(run, losses)
+        _show_progress(run, bar, seen * workers / max(time.time() - t_epoch, 1e-9))
+    if hasattr(bar, "close"):
+        bar.close()
+    entry = {"epoch": epoch + 1, "iteration": run.iteration,
+             "images_per_s": seen * workers / max(time.time() - t_epoch, 1e-9),
+             "loss": dict(run.smooth)}
+    return entry, done
+
+
+def _evaluate_epoch(run, entry):
+    """Evaluate step: the validation mAP and per-class APs into the epoch's log entry."""
+    from ..evaluation.evaluate import evaluate
+    t_eval = time.time()
+    names, values = evaluate(run.net, run.val_set, run.val_tf, run.args.val_batch_size,
+                             progress=not run.args.no_progress)
+    entry["mAP"] = float(values[-1])
+    entry["ap"] = {n: float(v) for n, v in zip(names[:-1], values[:-1])}
+    entry["eval_s"] = time.time() - t_eval
+
+
+def _checkpoint_epoch(run, epoch, entry, done):
+    """Checkpoint step (rank 0): the state a resume needs, the checkpoint files, the best
+    mAP so far, and the epoch's line on the terminal."""
+    args = run.args
+    complete = done >= run.per_epoch
+    state = {"epoch": epoch + 1 if complete else epoch,
+             "batch": 0 if complete else done, "iteration": run.iteration,
+             "elapsed": entry["time_s"], "smooth": run.smooth,
+             "best": max(run.best, entry.get("mAP", -1)), "rng": _rng_state(run.step),
+             "args": {k: getattr(args, k, None) for k in _TRAJECTORY},
+             "log": {"epochs": run.log["epochs"], "iterations": run.log["iterations"]}}
+    save_checkpoint(args, run.net, run.trainer, "epoch_%04d" % (epoch + 1), state,
+                    entry.get("mAP", -1), run.best, run.log)
+    run.best = max(run.best, entry.get("mAP", -1))
+    print("epoch %d: iteration %d, %.1f img/s, loss %.4f%s, %.1f min"
+          % (epoch + 1, run.iteration, entry["images_per_s"], run.smooth.get("total", 0.0),
+             ", mAP %.4f" % entry["mAP"] if "mAP" in entry else "",
+             entry["time_s"] / 60.0), flush=True)
+
+
+def _should_stop(args, iteration, entry):
+    """Stop step: --max-iters reached, or the validation mAP reached --target-map."""
+    if args.max_iters and iteration >= args.max_iters:
+        return True
+    return bool(args.target_map and entry.get("mAP", 0.0) >= args.target_map)
+
+
+def train(args: argparse.Namespace) -> Dict[str, Any]:
+    """Trains as ``args`` (frcnn-train's options) say: each epoch trained, evaluated and
+    checkpointed (rank 0), until --epochs, --max-iters or --target-map. Returns the run's
+    log (log.json's content)."""
+    import mxnet as mx
+    run = _setup(args)
+    t0 = time.time() - run.elapsed
+    for epoch in range(run.start_epoch, args.epochs):
+        entry, done = _train_epoch(run, epoch, run.start_batch if epoch == run.start_epoch
+                                   else 0)
+        if run.workers > 1:
+            mx.nd.waitall()
+            run.kv._barrier()  # every worker's last push is in before rank 0 reads the weights
+        if run.val_set is not None and run.rank == 0:
+            _evaluate_epoch(run, entry)
+        entry["time_s"] = time.time() - t0
+        run.log["epochs"].append(entry)
+        if run.rank == 0:
+            _checkpoint_epoch(run, epoch, entry, done)
+        if run.workers > 1:
+            run.kv._barrier()  # rank 0 saved: the others may go on (or exit) now
+        if _should_stop(args, run.iteration, entry):
+            break
+    return run.log
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.check_data:

@@ -1,14 +1,26 @@
 """Training targets of Faster R-CNN: RPN anchor targets, RCNN proposal sampling and targets.
 
 NumPy in, NumPy out (MXNet NDArrays are accepted and converted); the matching and sampling loops
-run in Cython (``frcnn_model._targets``). Boxes are corners ``(xmin, ymin, xmax, ymax)`` in
-pixels, float32, **without** the +1 convention (width = xmax - xmin), as GluonCV's box_iou and
-box encoders. Results equal GluonCV 0.10's RPNTargetGenerator / RCNNTargetSampler /
-RCNNTargetGenerator bitwise, except for the random draws (see each function).
+run in Cython (``frcnn_model.training._targets``). Boxes are corners
+``(xmin, ymin, xmax, ymax)`` in pixels, float32, **without** the +1 convention
+(width = xmax - xmin), as GluonCV's box_iou and box encoders. Results equal GluonCV 0.10's
+RPNTargetGenerator / RCNNTargetSampler / RCNNTargetGenerator bitwise, except for the random
+draws (see each function).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
+
 import numpy as np
 
 from . import _targets
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+# NumPy arrays, or MXNet NDArrays (converted); the random draws from a Generator, or a seed
+ArrayLike = Union[np.ndarray, "mx.nd.NDArray"]
+Seed = Union[None, int, np.random.Generator]
 
 __all__ = ["RPNTargetGenerator", "rpn_targets", "rcnn_sample", "rcnn_targets",
            "RCNNTargetSampler", "RCNNTargetGenerator"]
@@ -41,8 +53,9 @@ def _rng(rng):
     return rng
 
 
-def rpn_match(bbox, anchor, width, height, pos_iou_thresh=0.7, neg_iou_thresh=0.3,
-              allowed_border=0):
+def rpn_match(bbox: ArrayLike, anchor: ArrayLike, width: float, height: float,
+              pos_iou_thresh: float = 0.7, neg_iou_thresh: float = 0.3,
+              allowed_border: float = 0) -> Tuple[np.ndarray, np.ndarray]:
     """RPN anchor labels before subsampling (GluonCV's RPNTargetSampler up to its choice()).
 
     Args:
@@ -86,9 +99,11 @@ def _encode_center(anchors, refs, stds, means=(0., 0., 0., 0.)):
     return np.stack((t0, t1, t2, t3), axis=1)
 
 
-def rpn_targets(bbox, anchor, width, height, num_sample=256, pos_iou_thresh=0.7,
-                neg_iou_thresh=0.3, pos_ratio=0.5, stds=(1., 1., 1., 1.), allowed_border=0,
-                rng=None):
+def rpn_targets(bbox: ArrayLike, anchor: ArrayLike, width: float, height: float,
+                num_sample: int = 256, pos_iou_thresh: float = 0.7, neg_iou_thresh: float = 0.3,
+                pos_ratio: float = 0.5, stds: Sequence[float] = (1., 1., 1., 1.),
+                allowed_border: float = 0, rng: Seed = None
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RPN training targets of one image (see RPNTargetGenerator).
 
     Returns:
@@ -159,20 +174,23 @@ class RPNTargetGenerator(object):
     ones are drawn uniformly without replacement from the same candidates, in the same numbers.
     """
 
-    def __init__(self, num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5,
-                 stds=(1., 1., 1., 1.), allowed_border=0):
+    def __init__(self, num_sample: int = 256, pos_iou_thresh: float = 0.7,
+                 neg_iou_thresh: float = 0.3, pos_ratio: float = 0.5,
+                 stds: Sequence[float] = (1., 1., 1., 1.), allowed_border: float = 0) -> None:
         if len(stds) != 4:
             raise ValueError("RPNTargetGenerator: stds must have 4 values, got %d" % len(stds))
         self._kw = dict(num_sample=num_sample, pos_iou_thresh=pos_iou_thresh,
                         neg_iou_thresh=neg_iou_thresh, pos_ratio=pos_ratio, stds=tuple(stds),
                         allowed_border=allowed_border)
 
-    def __call__(self, bbox, anchor, width, height, rng=None):
+    def __call__(self, bbox: ArrayLike, anchor: ArrayLike, width: float, height: float,
+                 rng: Seed = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         return rpn_targets(bbox, anchor, width, height, rng=rng, **self._kw)
 
 
-def rcnn_sample(rois, scores, gt_boxes, num_sample=128, pos_iou_thresh=0.5, pos_ratio=0.25,
-                rng=None, rand=None):
+def rcnn_sample(rois: ArrayLike, scores: ArrayLike, gt_boxes: ArrayLike, num_sample: int = 128,
+                pos_iou_thresh: float = 0.5, pos_ratio: float = 0.25, rng: Seed = None,
+                rand: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample RCNN training proposals, as GluonCV's ``RCNNTargetSampler``.
 
     Args:
@@ -228,8 +246,10 @@ def rcnn_sample(rois, scores, gt_boxes, num_sample=128, pos_iou_thresh=0.5, pos_
                                 np.float32(pos_iou_thresh))
 
 
-def rcnn_targets(rois, samples, matches, gt_labels, gt_boxes, num_class, max_pos,
-                 stds=(.1, .1, .2, .2), means=(0., 0., 0., 0.)):
+def rcnn_targets(rois: ArrayLike, samples: ArrayLike, matches: ArrayLike, gt_labels: ArrayLike,
+                 gt_boxes: ArrayLike, num_class: int, max_pos: int,
+                 stds: Sequence[float] = (.1, .1, .2, .2), means: Sequence[float] = (0., 0., 0., 0.)
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """RCNN classification and per-class box targets, as GluonCV's ``RCNNTargetGenerator``.
 
     Args:
@@ -290,12 +310,14 @@ class RCNNTargetSampler(object):
     ``sampler(rois, scores, gt_boxes, rng=None)`` -> (sampled_rois, samples, matches).
     """
 
-    def __init__(self, num_sample=128, pos_iou_thresh=0.5, pos_ratio=0.25):
+    def __init__(self, num_sample: int = 128, pos_iou_thresh: float = 0.5,
+                 pos_ratio: float = 0.25) -> None:
         self.num_sample, self.pos_iou_thresh, self.pos_ratio = num_sample, pos_iou_thresh, \
             pos_ratio
         self.max_pos = int(round(num_sample * pos_ratio))
 
-    def __call__(self, rois, scores, gt_boxes, rng=None):
+    def __call__(self, rois: ArrayLike, scores: ArrayLike, gt_boxes: ArrayLike, rng: Seed = None
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         return rcnn_sample(rois, scores, gt_boxes, self.num_sample, self.pos_iou_thresh,
                            self.pos_ratio, rng=rng)
 
@@ -310,9 +332,12 @@ class RCNNTargetGenerator(object):
     box_masks, indices).
     """
 
-    def __init__(self, num_class, max_pos=128, stds=(.1, .1, .2, .2), means=(0., 0., 0., 0.)):
+    def __init__(self, num_class: int, max_pos: int = 128, stds: Sequence[float] = (.1, .1, .2, .2),
+                 means: Sequence[float] = (0., 0., 0., 0.)) -> None:
         self.num_class, self.max_pos, self.stds, self.means = num_class, max_pos, stds, means
 
-    def __call__(self, rois, samples, matches, gt_labels, gt_boxes):
+    def __call__(self, rois: ArrayLike, samples: ArrayLike, matches: ArrayLike,
+                 gt_labels: ArrayLike, gt_boxes: ArrayLike
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return rcnn_targets(rois, samples, matches, gt_labels, gt_boxes, self.num_class,
                             self.max_pos, self.stds, self.means)

@@ -21,6 +21,8 @@ the temporary file's data and before its rename), ``rename`` (after a rename, be
 folder's fsync). With ``FRCNN_FAULT_RANK=<r>`` only the worker of that rank (a
 ``dist`` kvstore) acts. Unset, it costs one dict lookup; do not set it outside tests.
 """
+from __future__ import annotations
+
 import contextlib
 import errno
 import hashlib
@@ -29,6 +31,7 @@ import os
 import re
 import signal
 import sys
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 MANIFEST_FORMAT = 1
 _COUNTS = {}
@@ -52,7 +55,7 @@ def _fault_spec():
     return parts[0], int(parts[1]), (parts[2] if len(parts) == 3 else "kill")
 
 
-def fault_point(label, detail=""):
+def fault_point(label: str, detail: str = "") -> None:
     """Test-only: see the module docstring (FRCNN_FAULT_AT)."""
     spec = _fault_spec()
     if spec is None or spec[0] != label:
@@ -72,7 +75,7 @@ def fault_point(label, detail=""):
 
 # ----------------------------------------------------------------------------- atomic writes
 
-def fsync_dir(folder):
+def fsync_dir(folder: str) -> None:
     """fsync a folder (its entries: renames and new files) where the OS allows it."""
     try:
         fd = os.open(folder or ".", os.O_RDONLY)
@@ -93,7 +96,7 @@ def _tmp_name(path):
 
 
 @contextlib.contextmanager
-def atomic_file(path):
+def atomic_file(path: str) -> Iterator[str]:
     """``with atomic_file(path) as tmp: write(tmp)``: whatever is written to ``tmp`` replaces
     ``path`` atomically when the block ends without an exception (data fsynced before the
     rename, the folder after). On an exception the temporary file is removed and a
@@ -112,12 +115,13 @@ def atomic_file(path):
             os.remove(tmp)
         if isinstance(e, (KeyboardInterrupt, SystemExit, CheckpointError)):
             raise
-        raise CheckpointError("cannot write %s: %s" % (path, _why(e))) from e
+        raise CheckpointError("cannot write %s: %s" % (path, describe_error(e))) from e
     fault_point("rename", os.path.basename(path))
     fsync_dir(folder)
 
 
-def _why(e):
+def describe_error(e: BaseException) -> str:
+    """The reason in an exception, one line: the OS error, or the last line of MXNet's."""
     if isinstance(e, OSError) and e.errno is not None:
         return "%s (errno %d)" % (os.strerror(e.errno), e.errno)
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
@@ -129,17 +133,17 @@ def _why(e):
     return lines[0] if lines else type(e).__name__
 
 
-def write_bytes(path, data):
+def write_bytes(path: str, data: bytes) -> None:
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
 
 
-def write_json(path, obj, **kw):
+def write_json(path: str, obj: Any, **kw: Any) -> None:
     write_bytes(path, (json.dumps(obj, **kw) + "\n").encode("utf-8"))
 
 
-def copy_file(src, dst):
+def copy_file(src: str, dst: str) -> None:
     """Atomic copy of src to dst."""
     with atomic_file(dst) as tmp:
         with open(src, "rb") as fi, open(tmp, "wb") as fo:
@@ -150,7 +154,7 @@ def copy_file(src, dst):
                 fo.write(chunk)
 
 
-def remove_stale_temporaries(folder):
+def remove_stale_temporaries(folder: str) -> List[str]:
     """Removes ``.tmp-*`` files a killed writer left in ``folder``; returns their names."""
     gone = []
     if os.path.isdir(folder):
@@ -164,7 +168,7 @@ def remove_stale_temporaries(folder):
 
 # ----------------------------------------------------------------------------- manifests
 
-def sha256(path):
+def sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -172,11 +176,11 @@ def sha256(path):
     return h.hexdigest()
 
 
-def manifest_path(folder, stem):
+def manifest_path(folder: str, stem: str) -> str:
     return os.path.join(folder, stem + ".manifest.json")
 
 
-def invalidate(folder, stem):
+def invalidate(folder: str, stem: str) -> None:
     """Removes a checkpoint's manifest (before its files are rewritten)."""
     path = manifest_path(folder, stem)
     if os.path.exists(path):
@@ -184,7 +188,7 @@ def invalidate(folder, stem):
         fsync_dir(folder)
 
 
-def write_manifest(folder, stem, names, **extra):
+def write_manifest(folder: str, stem: str, names: Iterable[str], **extra: Any) -> None:
     """Seals checkpoint ``stem``: a manifest with the size and SHA-256 of each file in
     ``names`` (relative to ``folder``), written atomically after them."""
     files = {}
@@ -195,7 +199,7 @@ def write_manifest(folder, stem, names, **extra):
                dict(format=MANIFEST_FORMAT, checkpoint=stem, files=files, **extra), indent=1)
 
 
-def verify(folder, stem):
+def verify(folder: str, stem: str) -> Optional[str]:
     """None if checkpoint ``stem`` is complete, else the reason it is not (a sentence naming
     the file)."""
     mpath = manifest_path(folder, stem)
@@ -206,7 +210,7 @@ def verify(folder, stem):
             manifest = json.load(f)
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return "%s is unreadable (%s)" % (os.path.basename(mpath), _why(e))
+        return "%s is unreadable (%s)" % (os.path.basename(mpath), describe_error(e))
     for name, want in sorted(files.items()):
         path = os.path.join(folder, name)
         if not os.path.exists(path):
@@ -223,7 +227,7 @@ def verify(folder, stem):
 _EPOCH = re.compile(r"^epoch_(\d+)\.")
 
 
-def checkpoint_stems(folder):
+def checkpoint_stems(folder: str) -> List[str]:
     """The ``epoch_NNNN`` stems that have any file in ``folder``, newest first."""
     if not os.path.isdir(folder):
         return []
@@ -231,7 +235,7 @@ def checkpoint_stems(folder):
     return sorted(stems, key=lambda s: int(s.split("_")[1]), reverse=True)
 
 
-def newest_complete(folder):
+def newest_complete(folder: str) -> Tuple[Optional[str], List[Tuple[str, str]]]:
     """(stem, skipped): the newest complete ``epoch_*`` checkpoint in ``folder`` (None if
     none) and [(stem, reason)] for each newer one that is not complete."""
     skipped = []
@@ -241,63 +245,3 @@ def newest_complete(folder):
             return stem, skipped
         skipped.append((stem, reason))
     return None, skipped
-
-
-def check_params_file(path, who):
-    """Before loading a parameter file: raises SystemExit with a message naming ``path`` and
-    the problem if it is missing, fails its checkpoint manifest (when one lists it), or is
-    not an MXNet parameter file. Returns the loaded dict of NDArrays."""
-    import mxnet as mx
-    if not os.path.isfile(path):
-        raise SystemExit("%s: %s: no such file" % (who, path))
-    folder, name = os.path.split(os.path.abspath(path))
-    stem = name[:-len(".params")] if name.endswith(".params") else None
-    if stem and os.path.exists(manifest_path(folder, stem)):
-        reason = verify(folder, stem)
-        if reason is not None:
-            raise SystemExit("%s: %s: incomplete checkpoint: %s" % (who, path, reason))
-    size = os.path.getsize(path)
-    try:
-        loaded = mx.nd.load(path)
-    except Exception as e:  # noqa: BLE001 - MXNet raises MXNetError with a C++ trace
-        raise SystemExit("%s: %s (%d bytes) is not a readable MXNet parameter file (truncated, "
-                         "corrupted or another format): %s" % (who, path, size, _why(e)))
-    if not isinstance(loaded, dict) or not loaded:
-        raise SystemExit("%s: %s holds no named parameters (not a save_parameters file)"
-                         % (who, path))
-    return loaded
-
-
-def check_precision_cli(precision, who):
-    """Ends a command line with a message when ``precision`` cannot run on this CPU (bf16
-    without AVX512-BF16)."""
-    from frcnn_ops import bf16
-    try:
-        bf16.check_precision(precision, "--precision")
-        if precision == "bf16":
-            bf16.check_bf16_cpu()
-    except (ValueError, RuntimeError) as e:
-        raise SystemExit("%s: --precision %s: %s" % (who, precision, e))
-
-
-def load_model_checked(path, who, **overrides):
-    """:func:`frcnn_model.faster_rcnn.load_model` for a command line: a missing, truncated,
-    corrupted or foreign parameter file (or a bad ``.params.json``) ends the program with a
-    message that names the file and the problem, not an MXNet stack trace."""
-    from .faster_rcnn import load_model, model_spec
-    loaded = check_params_file(path, who)
-    try:
-        spec = model_spec(path)
-    except (OSError, ValueError) as e:
-        raise SystemExit("%s: %s.json (the architecture beside the weights) is unreadable: %s"
-                         % (who, path, _why(e)))
-    try:
-        return load_model(path, **overrides)
-    except Exception as e:  # noqa: BLE001 - MXNet's missing/shape errors carry C++ traces
-        arch = "%s x%s" % (spec.get("backbone", "resnet50_v1b"), spec.get("width", 1.0))
-        sample = ", ".join(sorted(loaded)[:3])
-        raise SystemExit("%s: %s does not fit the architecture %s (%s): %s; its first "
-                         "parameters are %s (a file of another model?)"
-                         % (who, path, arch, "from %s.json" % os.path.basename(path)
-                            if os.path.exists(path + ".json") else "no .json beside it: "
-                            "GluonCV's faster_rcnn_resnet50_v1b_voc assumed", _why(e), sample))

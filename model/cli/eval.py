@@ -7,10 +7,13 @@ PARAMS is a file written by frcnn-train (its ``.json`` beside it names the archi
 GluonCV faster_rcnn_resnet50_v1b_voc parameter file. Prints the AP of each class and the mAP,
 and with --json writes them to a file.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import sys
 import time
+from typing import Optional, Sequence
 
 
 def _parse(argv):
@@ -52,14 +55,15 @@ def _training_args(params):
     return {}
 
 
-def main(argv=None):
-    from ._threads import use_all_cpus
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
-    from .checkpoint import check_precision_cli, load_model_checked
-    from .faster_rcnn import model_spec
-    from .train import PRESETS, checked_voc, evaluate, synthetic_set
-    from .transforms import FasterRCNNValTransform
+    from ..data.transforms import FasterRCNNValTransform
+    from ..evaluation.evaluate import evaluate
+    from ..modeling.faster_rcnn import model_spec
+    from .common import (PRESETS, check_precision_cli, checked_voc, load_model_checked,
+                         synthetic_set)
 
     check_precision_cli(args.precision, "frcnn-eval")
     # first: a bad file fails fast

@@ -3,13 +3,20 @@
 MXNet is imported by the functions that take NDArrays only: the sizes, constants and
 ``boxes_to_original`` (used by the NumPy/OpenCV transforms) work without it.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence, Tuple
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import mxnet as mx
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def resized_shape(h, w, short=600, max_size=1000):
+def resized_shape(h: int, w: int, short: int = 600, max_size: int = 1000) -> Tuple[int, int]:
     """(new_h, new_w): short side to `short`, the long side capped at `max_size`."""
     lo, hi = (h, w) if w > h else (w, h)
     scale = float(short) / float(lo)
@@ -18,10 +25,11 @@ def resized_shape(h, w, short=600, max_size=1000):
     return int(np.round(h * scale)), int(np.round(w * scale))
 
 
-def resize_short_within(img, short=600, max_size=1000):
+def resize_short_within(img: mx.nd.NDArray, short: int = 600,
+                        max_size: int = 1000) -> mx.nd.NDArray:
     """Resizes an HxWx3 uint8 NDArray like GluonCV's transform_test: interp=2, which is OpenCV
     bicubic (GluonCV's docstring calls 2 "area"; area is 3). The training and validation
-    presets (frcnn_model.transforms) use interp=1, bilinear, as GluonCV's."""
+    presets (frcnn_model.data.transforms) use interp=1, bilinear, as GluonCV's."""
     import mxnet as mx
     from mxnet.image.image import _get_interp_method
     h, w, _ = img.shape
@@ -30,7 +38,9 @@ def resize_short_within(img, short=600, max_size=1000):
     return mx.image.imresize(img, nw, nh, interp=interp)
 
 
-def transform_test(img, short=600, max_size=1000, mean=MEAN, std=STD):
+def transform_test(img: mx.nd.NDArray, short: int = 600, max_size: int = 1000,
+                   mean: Sequence[float] = MEAN, std: Sequence[float] = STD
+                   ) -> Tuple[mx.nd.NDArray, np.ndarray]:
     """HxWx3 uint8 NDArray -> ((1, 3, h, w) normalized float32 NDArray, resized uint8 image)."""
     import mxnet as mx
     img = resize_short_within(img, short, max_size)
@@ -39,13 +49,15 @@ def transform_test(img, short=600, max_size=1000, mean=MEAN, std=STD):
     return x.expand_dims(0), shown
 
 
-def load_test(path, short=600, max_size=1000):
+def load_test(path: str, short: int = 600,
+              max_size: int = 1000) -> Tuple[mx.nd.NDArray, np.ndarray]:
     """Reads a JPEG/PNG file and applies transform_test."""
     import mxnet as mx
     return transform_test(mx.image.imread(path), short, max_size)
 
 
-def boxes_to_original(bboxes, resized_hw, original_hw):
+def boxes_to_original(bboxes: np.ndarray, resized_hw: Tuple[int, int],
+                      original_hw: Tuple[int, int]) -> np.ndarray:
     """Scales (..., 4) boxes from the network input size back to the image's own size and
     clips them to it ([0, width] x [0, height])."""
     bboxes = np.asarray(bboxes, dtype=np.float32).copy()

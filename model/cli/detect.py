@@ -10,13 +10,21 @@ For each image it writes four PNGs, the figures of a Faster R-CNN walkthrough:
 and prints one JSON line per detection (boxes in the original image's pixels) and the time per
 image (the network forward, after a warm-up).
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+    from ..modeling.faster_rcnn import FasterRCNN
 
 
 def _parse(argv):
@@ -64,8 +72,47 @@ def _draw(path, img, boxes, labels=None, color="lime", title=""):
     plt.close(fig)
 
 
-def main(argv=None):
-    from ._threads import use_all_cpus
+def _detect_image(net: FasterRCNN, args: argparse.Namespace, path: str, x: mx.nd.NDArray,
+                  shown: np.ndarray) -> None:
+    """One image: the timed forward, the four figures, a JSON line per detection."""
+    import mxnet as mx
+    from ..data.presets import boxes_to_original
+    from ..modeling.faster_rcnn import stages
+    original = mx.image.imread(path).shape[:2]
+    net(x)[0].wait_to_read()  # warm-up (graph build, allocation)
+    t0 = time.perf_counter()
+    ids, scores, bboxes = net(x)
+    scores.wait_to_read()
+    elapsed = time.perf_counter() - t0
+    inter = stages(net, x)  # eager pass for the intermediate figures
+    ids, scores, bboxes = ids[0, :, 0].asnumpy(), scores[0, :, 0].asnumpy(), bboxes[0].asnumpy()
+    keep = scores >= args.threshold
+    order = np.argsort(-scores[keep], kind="stable")
+    det_ids, det_scores, det_boxes = ids[keep][order], scores[keep][order], bboxes[keep][order]
+    stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
+    _draw(stem + "_1_input.png", shown, [], title="input %dx%d" % shown.shape[:2])
+    rpn = inter["rpn_boxes"][inter["rpn_scores"] >= args.rpn_threshold]
+    _draw(stem + "_2_rpn.png", shown, rpn, color="yellow",
+          title="RPN proposals, objectness >= %.2f: %d" % (args.rpn_threshold, len(rpn)))
+    props = inter["proposals"][inter["proposals"][:, 0] > 0, 1:]
+    _draw(stem + "_3_proposals.png", shown, props, color="cyan",
+          title="proposals after NMS: %d" % len(props))
+    names = [net.classes[int(i)] for i in det_ids]
+    _draw(stem + "_4_detections.png", shown, det_boxes, color="red",
+          labels=["%s %.2f" % (n, s) for n, s in zip(names, det_scores)],
+          title="detections >= %.2f: %d" % (args.threshold, len(det_boxes)))
+    orig_boxes = boxes_to_original(det_boxes, shown.shape[:2], original)
+    for n, s, b in zip(names, det_scores, orig_boxes):
+        print(json.dumps({"image": path, "class": n, "score": round(float(s), 4),
+                          "box": [round(float(v), 1) for v in b]}))
+    print("# %s: %d detections, %.1f ms (forward, %s, input %dx%d)"
+          % (path, len(det_boxes), elapsed * 1e3, args.precision, shown.shape[0],
+             shown.shape[1]),
+          file=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .threads import use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
     if not args.params and not args.random_init:
@@ -78,10 +125,9 @@ def main(argv=None):
             print("frcnn-detect: --params %s: no such file" % path, file=sys.stderr)
             return 2
     import mxnet as mx
-    from . import faster_rcnn_resnet50_v1b_voc
-    from .data import boxes_to_original, load_test
-    from .checkpoint import check_precision_cli, load_model_checked
-    from .faster_rcnn import model_spec, stages
+    from ..data.presets import load_test
+    from ..modeling.faster_rcnn import faster_rcnn_resnet50_v1b_voc, model_spec
+    from .common import check_precision_cli, load_model_checked
 
     check_precision_cli(args.precision, "frcnn-detect")
     net = load_model_checked(args.params, "frcnn-detect", precision=args.precision) \
@@ -102,37 +148,7 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 - unreadable image: say which and go on
             print("frcnn-detect: %s: cannot read the image (%s)" % (path, e), file=sys.stderr)
             continue
-        original = mx.image.imread(path).shape[:2]
-        net(x)[0].wait_to_read()  # warm-up (graph build, allocation)
-        t0 = time.perf_counter()
-        ids, scores, bboxes = net(x)
-        scores.wait_to_read()
-        elapsed = time.perf_counter() - t0
-        inter = stages(net, x)  # eager pass for the intermediate figures
-        ids, scores, bboxes = ids[0, :, 0].asnumpy(), scores[0, :, 0].asnumpy(), bboxes[0].asnumpy()
-        keep = scores >= args.threshold
-        order = np.argsort(-scores[keep], kind="stable")
-        det_ids, det_scores, det_boxes = ids[keep][order], scores[keep][order], bboxes[keep][order]
-        stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
-        _draw(stem + "_1_input.png", shown, [], title="input %dx%d" % shown.shape[:2])
-        rpn = inter["rpn_boxes"][inter["rpn_scores"] >= args.rpn_threshold]
-        _draw(stem + "_2_rpn.png", shown, rpn, color="yellow",
-              title="RPN proposals, objectness >= %.2f: %d" % (args.rpn_threshold, len(rpn)))
-        props = inter["proposals"][inter["proposals"][:, 0] > 0, 1:]
-        _draw(stem + "_3_proposals.png", shown, props, color="cyan",
-              title="proposals after NMS: %d" % len(props))
-        names = [net.classes[int(i)] for i in det_ids]
-        _draw(stem + "_4_detections.png", shown, det_boxes, color="red",
-              labels=["%s %.2f" % (n, s) for n, s in zip(names, det_scores)],
-              title="detections >= %.2f: %d" % (args.threshold, len(det_boxes)))
-        orig_boxes = boxes_to_original(det_boxes, shown.shape[:2], original)
-        for n, s, b in zip(names, det_scores, orig_boxes):
-            print(json.dumps({"image": path, "class": n, "score": round(float(s), 4),
-                              "box": [round(float(v), 1) for v in b]}))
-        print("# %s: %d detections, %.1f ms (forward, %s, input %dx%d)"
-              % (path, len(det_boxes), elapsed * 1e3, args.precision, shown.shape[0],
-                 shown.shape[1]),
-              file=sys.stderr)
+        _detect_image(net, args, path, x, shown)
     return 0
 
 

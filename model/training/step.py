@@ -17,13 +17,17 @@ cross-entropy + Huber (rho 1); each summed over the batch's sampled entries and 
 their count, times the batch size as GluonCV's per-image terms add up (``trainer.step(B)``
 divides it again).
 """
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple, Union
+
 import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from .anchors import feature_anchors
-from .faster_rcnn import rpn_raw
+from ..modeling.anchors import feature_anchors
+from ..modeling.faster_rcnn import FasterRCNN, rpn_raw
 from .targets import RPNTargetGenerator, rcnn_sample, rcnn_targets
 
 
@@ -79,7 +83,7 @@ class TrainStep:
     trainer updates ``net.collect_params()`` and the inference ``net`` sees the update.
     """
 
-    def __init__(self, net, hybridize=True, seed=0):
+    def __init__(self, net: FasterRCNN, hybridize: bool = True, seed: int = 0) -> None:
         cfg = net._frcnn_cfg
         self.cfg = cfg
         self.num_class = cfg["num_class"]
@@ -99,7 +103,7 @@ class TrainStep:
         self.rcnn_box_loss = gluon.loss.HuberLoss(rho=1.0)
         self._anchors = {}
 
-    def anchors(self, feat_hw):
+    def anchors(self, feat_hw: Tuple[int, int]) -> np.ndarray:
         """(H*W*A, 4) numpy anchors of a feature map, as the network's anchor constant."""
         if feat_hw not in self._anchors:
             cfg = self.cfg
@@ -108,7 +112,8 @@ class TrainStep:
                 scales=cfg["scales"])[0]
         return self._anchors[feat_hw]
 
-    def rpn_targets(self, feat_hw, labels, im_hw):
+    def rpn_targets(self, feat_hw: Tuple[int, int], labels: np.ndarray, im_hw: np.ndarray
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, N) cls targets, (B, N, 4) box targets and masks for a padded batch."""
         anchors = self.anchors(feat_hw)
         cls_t, box_t, mask_t = [], [], []
@@ -120,7 +125,8 @@ class TrainStep:
             mask_t.append(m)
         return np.stack(cls_t), np.stack(box_t), np.stack(mask_t)
 
-    def __call__(self, data, labels, im_hw, ctx=None):
+    def __call__(self, data: np.ndarray, labels: np.ndarray, im_hw: np.ndarray,
+                 ctx: Optional[mx.Context] = None) -> Dict[str, Union[float, int]]:
         """One forward/backward. data (B, 3, H, W), labels (B, M, 6) [x1, y1, x2, y2, class,
         difficult] padded with -1 rows, im_hw (B, 2): NumPy arrays. Returns a dict of the four
         losses (floats, GluonCV's sums over the batch) and the number of images."""

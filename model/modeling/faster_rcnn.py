@@ -5,15 +5,19 @@ ours load into GluonCV. The forward pass is GluonCV's inference path with the ho
 frcnn_ops: proposals (frcnn_proposal), ROIAlign (frcnn_roi_align), class-specific decoding
 (frcnn_box_decode) and per-class NMS (frcnn_nms). Unlike GluonCV's, it runs batches > 1.
 """
+from __future__ import annotations
+
 import warnings
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import mxnet as mx
+import numpy as np
 from mxnet.gluon import nn
 
 import frcnn_ops  # noqa: F401  (registers the frcnn_* ops in mx.nd / mx.sym)
 
+from ..data.classes import VOC_CLASSES
 from .anchors import generate_anchors
-from .classes import VOC_CLASSES
 from .resnet import ResNetV1bStages
 
 # GluonCV's settings for faster_rcnn_resnet50_v1b_voc
@@ -29,7 +33,7 @@ DEFAULTS = dict(
 )
 
 
-def make_cfg(**overrides):
+def make_cfg(**overrides: Any) -> Dict[str, Any]:
     """DEFAULTS with overrides; derives num_class and turns clip=None into -1 (off)."""
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
@@ -45,7 +49,8 @@ def make_cfg(**overrides):
 class RPNAnchorGenerator(nn.HybridBlock):
     """Holds the anchor constant (1, 1, 128, 128, A*4) and slices it to a feature map."""
 
-    def __init__(self, stride, base_size, ratios, scales, alloc_size, **kwargs):
+    def __init__(self, stride: int, base_size: int, ratios: Sequence[float],
+                 scales: Sequence[float], alloc_size: Tuple[int, int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         anchors = generate_anchors(stride, base_size, ratios, scales, alloc_size)
         self.num_depth = len(ratios) * len(scales)
@@ -60,7 +65,8 @@ class RPNAnchorGenerator(nn.HybridBlock):
 class RPN(nn.HybridBlock):
     """RPN parameters: anchor generator, 3x3 conv + relu, 1x1 score and box heads."""
 
-    def __init__(self, channels, stride, base_size, scales, ratios, alloc_size, **kwargs):
+    def __init__(self, channels: int, stride: int, base_size: int, scales: Sequence[float],
+                 ratios: Sequence[float], alloc_size: Tuple[int, int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         init = mx.init.Normal(0.01)
         with self.name_scope():
@@ -77,7 +83,7 @@ class RPN(nn.HybridBlock):
         return rpn_head(F, self, feat)
 
 
-def rpn_raw(F, rpn, feat):
+def rpn_raw(F: Any, rpn: nn.HybridBlock, feat: Any) -> Tuple[Any, Any, Any]:
     """anchors (1, HWA, 4), objectness logits (B, HWA, 1) before the sigmoid, deltas (B, HWA, 4).
 
     Uses only the sub-blocks, so it serves GluonCV's RPN too (patch_gluoncv)."""
@@ -88,13 +94,13 @@ def rpn_raw(F, rpn, feat):
     return anchors, logits, deltas
 
 
-def rpn_head(F, rpn, feat):
+def rpn_head(F: Any, rpn: nn.HybridBlock, feat: Any) -> Tuple[Any, Any, Any]:
     """anchors (1, HWA, 4), scores (B, HWA, 1) after sigmoid, deltas (B, HWA, 4)."""
     anchors, logits, deltas = rpn_raw(F, rpn, feat)
     return anchors, F.sigmoid(logits), deltas
 
 
-def image_size(F, x):
+def image_size(F: Any, x: Any) -> Any:
     """(B, 2) = [height, width] of the (padded) input batch: where proposals are clipped."""
     hw = F.cast(F.slice_axis(F.shape_array(x), axis=0, begin=2, end=4), "float32")
     like = x.slice_axis(axis=1, begin=0, end=1).slice_axis(axis=2, begin=0, end=1)
@@ -102,7 +108,7 @@ def image_size(F, x):
     return F.broadcast_like(hw.reshape((1, 2)), like)
 
 
-def detect(F, net, x, cfg):
+def detect(F: Any, net: nn.HybridBlock, x: Any, cfg: Dict[str, Any]) -> Tuple[Any, Any, Any]:
     """The inference pass on any block that has GluonCV's sub-block names.
 
     Returns ids (B, C*N, 1), scores (B, C*N, 1), bboxes (B, C*N, 4) with N = the number of
@@ -162,7 +168,8 @@ class FasterRCNN(nn.HybridBlock):
     N = rpn_test_post_nms proposals; rows removed by NMS are -1.
     """
 
-    def __init__(self, features, top_features, **cfg):
+    def __init__(self, features: nn.HybridBlock, top_features: nn.HybridBlock,
+                 **cfg: Any) -> None:
         super().__init__()
         cfg = make_cfg(**cfg)
         self.classes = cfg["classes"]
@@ -178,14 +185,15 @@ class FasterRCNN(nn.HybridBlock):
                                           weight_initializer=mx.init.Normal(0.001))
 
     @property
-    def num_class(self):
+    def num_class(self) -> int:
         return self._frcnn_cfg["num_class"]
 
     def hybrid_forward(self, F, x):
         return detect(F, self, x, self._frcnn_cfg)
 
-    def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
-                        cast_dtype=False, dtype_source="current"):
+    def load_parameters(self, filename: str, ctx: Optional[mx.Context] = None,
+                        allow_missing: bool = False, ignore_extra: bool = False,
+                        cast_dtype: bool = False, dtype_source: str = "current") -> None:
         """Loads a GluonCV ``save_parameters`` file (or one of ours) unchanged.
 
         Keys this model does not have (training-time extras) are ignored with a warning that
@@ -203,7 +211,7 @@ class FasterRCNN(nn.HybridBlock):
                                 cast_dtype=cast_dtype, dtype_source=dtype_source)
 
 
-def stages(net, x):
+def stages(net: FasterRCNN, x: mx.nd.NDArray) -> Dict[str, np.ndarray]:
     """Eager pass that also returns what the RPN saw, for figures (frcnn-detect).
 
     Returns a dict of NumPy arrays for image 0: rpn_scores (HWA,), rpn_boxes (HWA, 4) decoded
@@ -224,8 +232,10 @@ def stages(net, x):
             "proposals": props[0].asnumpy()}
 
 
-def c4_backbone(depth=50, width=1.0, use_global_stats=True):
-    """features = conv1..layer3 (stride 16), top_features = layer4, of ResNet v1b."""
+def c4_backbone(depth: int = 50, width: float = 1.0,
+                use_global_stats: bool = True) -> Tuple[nn.HybridBlock, nn.HybridBlock, int]:
+    """features = conv1..layer3 (stride 16), top_features = layer4, of ResNet v1b, and the
+    features' channel count."""
     stages = ResNetV1bStages(depth=depth, width=width, use_global_stats=use_global_stats)
     features = nn.HybridSequential()
     for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"):
@@ -235,7 +245,7 @@ def c4_backbone(depth=50, width=1.0, use_global_stats=True):
     return features, top_features, stages.channels[2]
 
 
-def resnet50_v1b_c4(use_global_stats=True):
+def resnet50_v1b_c4(use_global_stats: bool = True) -> Tuple[nn.HybridBlock, nn.HybridBlock]:
     """features = conv1..layer3 (stride 16, 1024 channels), top_features = layer4."""
     features, top_features, _ = c4_backbone(50, 1.0, use_global_stats)
     return features, top_features
@@ -244,8 +254,8 @@ def resnet50_v1b_c4(use_global_stats=True):
 BACKBONES = {"resnet50_v1b": 50, "resnet18_v1b": 18}
 
 
-def faster_rcnn(backbone="resnet50_v1b", width=1.0, use_global_stats=True, precision="fp32",
-                **overrides):
+def faster_rcnn(backbone: str = "resnet50_v1b", width: float = 1.0, use_global_stats: bool = True,
+                precision: str = "fp32", **overrides: Any) -> FasterRCNN:
     """A C4 Faster R-CNN on ResNet v1b: ``backbone`` resnet50_v1b (the seed) or resnet18_v1b,
     ``width`` scaling its channels, BatchNorm frozen (``use_global_stats``, for ImageNet or
     GluonCV weights) or trained (from scratch). ``rpn_channel`` defaults to the feature
@@ -271,7 +281,7 @@ def faster_rcnn(backbone="resnet50_v1b", width=1.0, use_global_stats=True, preci
     return net
 
 
-def faster_rcnn_resnet50_v1b_voc(**overrides):
+def faster_rcnn_resnet50_v1b_voc(**overrides: Any) -> FasterRCNN:
     """GluonCV's faster_rcnn_resnet50_v1b_voc on frcnn_ops (random init; load weights with
     ``load_parameters``). Keyword overrides change DEFAULTS (e.g. ``rpn_test_post_nms``);
     ``precision='bf16'`` runs it in bfloat16 (see :func:`faster_rcnn`)."""
@@ -284,7 +294,7 @@ _BASE_PREFIXES = (("conv1.", "features.0."), ("bn1.", "features.1."),
                   ("layer3.", "features.6."), ("layer4.", "top_features.0."))
 
 
-def load_pretrained_base(net, path):
+def load_pretrained_base(net: FasterRCNN, path: str) -> int:
     """Copies a GluonCV ResNet v1b classifier's ``save_parameters`` file (e.g. resnet50_v1b's
     ImageNet weights) into the detector's features and top_features (its fc layer is not
     used). Every backbone parameter must come from the file with the right shape: anything
@@ -317,12 +327,13 @@ def load_pretrained_base(net, path):
     return len(copied)
 
 
-def save_model(net, path, input_size=None):
+def save_model(net: FasterRCNN, path: str,
+               input_size: Optional[Tuple[int, int]] = None) -> None:
     """Writes ``path`` (the parameters, GluonCV's save_parameters format) and ``path + '.json'``
     (the architecture: backbone, width, classes and settings, and the ``input_size`` =
     (short, max_size) it was trained at) so that :func:`load_model` rebuilds it. Each file is
-    written crash-safe (:func:`frcnn_model.checkpoint.atomic_file`)."""
-    from .checkpoint import atomic_file, write_json
+    written crash-safe (:func:`frcnn_model.training.checkpoint.atomic_file`)."""
+    from ..training.checkpoint import atomic_file, write_json
     spec = dict(getattr(net, "spec", {"backbone": "resnet50_v1b"}))
     if input_size is not None:
         spec["input_size"] = [int(v) for v in input_size]
@@ -333,7 +344,7 @@ def save_model(net, path, input_size=None):
     write_json(path + ".json", spec, indent=1)
 
 
-def model_spec(path):
+def model_spec(path: str) -> Dict[str, Any]:
     """The architecture saved beside ``path`` by :func:`save_model` (GluonCV's seed model for a
     parameter file without one)."""
     import json
@@ -344,7 +355,7 @@ def model_spec(path):
     return {"backbone": "resnet50_v1b"}
 
 
-def load_model(path, ctx=None, **overrides):
+def load_model(path: str, ctx: Optional[mx.Context] = None, **overrides: Any) -> FasterRCNN:
     """The network saved by :func:`save_model` (architecture from ``path + '.json'``), or, for a
     parameter file without one (e.g. GluonCV's), faster_rcnn_resnet50_v1b_voc; ``overrides``
     change test-time settings (e.g. ``rpn_test_post_nms``, ``precision='bf16'``)."""

@@ -1,10 +1,13 @@
 """PASCAL VOC07 detection metric (11-point mAP), GluonCV's interface and numbers.
 
 The per-image matching (sort by score, IoU against the gts of the class, tp / fp / difficult
-marks) runs in Cython (``frcnn_model._metrics``); the precision/recall curves and the 11-point
-AP are computed as GluonCV does, once per ``get()``.
+marks) runs in Cython (``frcnn_model.evaluation._metrics``); the precision/recall curves and
+the 11-point AP are computed as GluonCV does, once per ``get()``.
 """
+from __future__ import annotations
+
 from collections import defaultdict
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -77,7 +80,8 @@ class VOC07MApMetric(EvalMetric):
     ``'mAP'`` and ``values`` their APs (nan where undefined); without, ``('VOCMeanAP', mAP)``.
     """
 
-    def __init__(self, iou_thresh=0.5, class_names=None):
+    def __init__(self, iou_thresh: float = 0.5,
+                 class_names: Optional[Sequence[str]] = None) -> None:
         super(VOC07MApMetric, self).__init__('VOCMeanAP')
         if class_names is None:
             self.num = None
@@ -92,7 +96,7 @@ class VOC07MApMetric(EvalMetric):
         self.iou_thresh = iou_thresh
         self.class_names = class_names
 
-    def reset(self):
+    def reset(self) -> None:
         """Clear the internal statistics to initial state."""
         if getattr(self, 'num', None) is None:
             self.num_inst = 0
@@ -103,8 +107,8 @@ class VOC07MApMetric(EvalMetric):
         self._n_pos = defaultdict(int)
         self._chunks = []  # (labels, scores, marks) per image, in GluonCV's extend order
 
-    def update(self, pred_bboxes, pred_labels, pred_scores, gt_bboxes, gt_labels,
-               gt_difficults=None):
+    def update(self, pred_bboxes: Any, pred_labels: Any, pred_scores: Any, gt_bboxes: Any,
+               gt_labels: Any, gt_difficults: Any = None) -> None:
         """Match one batch of detections against its ground truth (see the class doc)."""
         pb, pl, ps, gb, gl = (_as_numpy(x) for x in (pred_bboxes, pred_labels, pred_scores,
                                                      gt_bboxes, gt_labels))
@@ -141,7 +145,7 @@ class VOC07MApMetric(EvalMetric):
             if order.size:
                 self._chunks.append((labels, ps[b][order], marks))
 
-    def get(self):
+    def get(self) -> Tuple[Union[str, List[str]], Union[float, List[float]]]:
         """(names, values) -- see the class doc."""
         self._update()
         if self.num is None:

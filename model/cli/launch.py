@@ -1,18 +1,21 @@
 """Run a data-parallel frcnn-train on this machine: MXNet's parameter-server roles (one
 scheduler, servers, workers) as local processes.
 
-    python -m frcnn_model.launch -n 2 -- frcnn-train --kvstore dist_sync --save-dir runs/dp
+    python -m frcnn_model.cli.launch -n 2 -- frcnn-train --kvstore dist_sync --save-dir runs/dp
 
 Each worker runs the command with DMLC_* set (DMLC_ROLE=worker, the scheduler's address);
 frcnn-train reads its rank and the number of workers from the kvstore and trains on its share of
 every batch. Across machines, use MXNet's tools/launch.py (ssh/mpi/yarn) with the same command.
 """
+from __future__ import annotations
+
 import argparse
 import os
 import socket
 import subprocess
 import sys
 import time
+from typing import Optional, Sequence
 
 
 def _free_port():
@@ -31,8 +34,8 @@ def _how(returncode):
     return "exited with status %d" % returncode
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m frcnn_model.launch", description=__doc__,
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m frcnn_model.cli.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--num-workers", type=int, default=2)
     p.add_argument("-s", "--num-servers", type=int, default=1)
@@ -70,7 +73,7 @@ def main(argv=None):
                 role, p = dead
                 code = p.returncode if p.returncode > 0 else 128 - p.returncode \
                     if p.returncode < 0 else 1
-                print("frcnn_model.launch: %s (pid %d) %s; stopping the other processes "
+                print("frcnn_model.cli.launch: %s (pid %d) %s; stopping the other processes "
                       "(resume from the last complete checkpoint with --resume)"
                       % (role, p.pid, _how(p.returncode)), file=sys.stderr, flush=True)
                 break

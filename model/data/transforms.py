@@ -14,14 +14,17 @@ the RPN target generation (the trainer does that on the padded batch), in NumPy 
 Labels are ``ndarray[M, 6] float32`` ``[x1, y1, x2, y2, class_id, difficult]`` (any extra
 columns after the 4 coordinates are carried unchanged).
 """
+from __future__ import annotations
+
 import collections
 import inspect
 import multiprocessing
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from .data import MEAN, STD, resized_shape
+from .presets import MEAN, STD, resized_shape
 
 __all__ = ["FasterRCNNTrainTransform", "FasterRCNNValTransform", "resize_boxes", "flip_boxes",
            "normalize", "batchify", "batch_order", "iterate_batches"]
@@ -36,7 +39,8 @@ def _as_uint8_hwc(img):
     return img.astype(np.uint8, copy=False)
 
 
-def resize_boxes(label, in_wh, out_wh):
+def resize_boxes(label: np.ndarray, in_wh: Tuple[float, float],
+                 out_wh: Tuple[float, float]) -> np.ndarray:
     """Scales columns 0..3 of label (N, 4+) from an image of size in_wh = (w, h) to out_wh, in
     float64, as ``gluoncv.data.transforms.bbox.resize``."""
     out = np.array(label, dtype=np.float64, copy=True).reshape(-1, np.shape(label)[-1])
@@ -47,7 +51,7 @@ def resize_boxes(label, in_wh, out_wh):
     return out
 
 
-def flip_boxes(label, width):
+def flip_boxes(label: np.ndarray, width: float) -> np.ndarray:
     """Horizontal flip of columns 0..3 as ``gluoncv.data.transforms.bbox.flip``:
     ``x1' = width - x2``, ``x2' = width - x1``.
 
@@ -61,7 +65,8 @@ def flip_boxes(label, width):
     return out
 
 
-def normalize(img, mean=MEAN, std=STD):
+def normalize(img: np.ndarray, mean: Sequence[float] = MEAN,
+              std: Sequence[float] = STD) -> np.ndarray:
     """uint8 [H, W, 3] -> float32 [3, H, W], (img / 255 - mean) / std (mx.nd.image.to_tensor +
     normalize)."""
     x = img.astype(np.float32) * np.float32(1.0 / 255.0)
@@ -94,7 +99,8 @@ class FasterRCNNTrainTransform:
     draws the scale then the flip; None uses a fresh unseeded generator.
     """
 
-    def __init__(self, short=600, max_size=1000, mean=MEAN, std=STD, flip_p=0.5):
+    def __init__(self, short: int = 600, max_size: int = 1000, mean: Sequence[float] = MEAN,
+                 std: Sequence[float] = STD, flip_p: float = 0.5) -> None:
         if isinstance(short, (tuple, list)):
             if len(short) != 2 or int(short[0]) > int(short[1]):
                 raise ValueError("short must be an int or a (lo, hi) range, got %r" % (short,))
@@ -107,7 +113,8 @@ class FasterRCNNTrainTransform:
         self.std = tuple(std)
         self.flip_p = float(flip_p)
 
-    def __call__(self, img, label, rng=None):
+    def __call__(self, img: np.ndarray, label: np.ndarray,
+                 rng: Optional[np.random.Generator] = None) -> Tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng() if rng is None else rng
         img = _as_uint8_hwc(img)
         h, w = img.shape[:2]
@@ -133,13 +140,15 @@ class FasterRCNNValTransform:
 
     The original image size is ``label``-independent: ``im_scale = H / h`` as GluonCV."""
 
-    def __init__(self, short=600, max_size=1000, mean=MEAN, std=STD):
+    def __init__(self, short: int = 600, max_size: int = 1000, mean: Sequence[float] = MEAN,
+                 std: Sequence[float] = STD) -> None:
         self.short = int(short)
         self.max_size = int(max_size)
         self.mean = tuple(mean)
         self.std = tuple(std)
 
-    def __call__(self, img, label, rng=None):
+    def __call__(self, img: np.ndarray, label: np.ndarray,
+                 rng: Optional[np.random.Generator] = None) -> Tuple[np.ndarray, np.ndarray]:
         img = _as_uint8_hwc(img)
         h, w = img.shape[:2]
         img = _resize(img, self.short, self.max_size)
@@ -148,7 +157,8 @@ class FasterRCNNValTransform:
         return normalize(img, self.mean, self.std), bbox.astype(np.float32)
 
 
-def batchify(samples, stride=1):
+def batchify(samples: Sequence[Tuple[np.ndarray, np.ndarray]],
+             stride: int = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pads a list of (x [3, h, w], label [M, K]) samples into one batch.
 
     Returns:
@@ -183,7 +193,8 @@ def batchify(samples, stride=1):
     return data, labels, im_hw
 
 
-def batch_order(n, batch_size, shuffle, seed, epoch, drop_last=False):
+def batch_order(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int,
+                drop_last: bool = False) -> List[np.ndarray]:
     """The list of index arrays iterate_batches visits: a permutation from
     ``np.random.default_rng([seed, epoch])`` when shuffle, else 0..n-1, cut into batches."""
     order = (np.random.default_rng([seed, epoch]).permutation(n) if shuffle
@@ -226,8 +237,10 @@ def _worker_batch(indices):
                            i) for i in indices], w["stride"])
 
 
-def iterate_batches(dataset, transform, batch_size, shuffle=False, seed=0, epoch=0,
-                    drop_last=False, num_workers=0, stride=1, start=0):
+def iterate_batches(dataset: Any, transform: Optional[Callable], batch_size: int,
+                    shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                    drop_last: bool = False, num_workers: int = 0, stride: int = 1,
+                    start: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yields ``batchify`` outputs ``(data, labels, im_hw)`` over one epoch of ``dataset``.
 
     The order is ``batch_order(len(dataset), batch_size, shuffle, seed, epoch, drop_last)``; a
