@@ -36,34 +36,26 @@ void decode_forward(const Call& c) {
   const BoxDecodeParams p = decode_params(c.attrs);
   const Shape& ds = c.in[0].shape;
   const int64_t anchor_batch = c.in[1].shape[0];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    box_decode_cuda(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, ds[0], ds[1],
-                    anchor_batch, p, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     box_decode_cpu(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, ds[0], ds[1],
                    anchor_batch, p);
-  }
+  }, [&](auto stream) {
+    box_decode_cuda(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, ds[0], ds[1],
+                    anchor_batch, p, stream);
+  });
 }
 
 void decode_backward(const Call& c) {
   const BoxDecodeParams p = decode_params(c.attrs);
   const Shape& ds = c.in[0].shape;
   const int64_t anchor_batch = c.in[1].shape[0];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    box_decode_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, c.in[1].data,
-                             c.out[0].data, ds[0], ds[1], anchor_batch, p, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     box_decode_backward_cpu(c.dtype, c.grad_out.data, c.in[0].data, c.in[1].data,
                             c.out[0].data, ds[0], ds[1], anchor_batch, p);
-  }
+  }, [&](auto stream) {
+    box_decode_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, c.in[1].data,
+                             c.out[0].data, ds[0], ds[1], anchor_batch, p, stream);
+  });
 }
 
 // ---- clip_boxes ------------------------------------------------------------------------
@@ -83,32 +75,24 @@ std::vector<Shape> clip_shape(const AttrValues&, const std::vector<Shape>& in) {
 void clip_forward(const Call& c) {
   const Shape& bs = c.in[0].shape;
   const int64_t cols = c.in[1].shape[1];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    clip_boxes_cuda(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, bs[0], bs[1], cols,
-                    c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     clip_boxes_cpu(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, bs[0], bs[1], cols);
-  }
+  }, [&](auto stream) {
+    clip_boxes_cuda(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, bs[0], bs[1], cols,
+                    stream);
+  });
 }
 
 void clip_backward(const Call& c) {
   const Shape& bs = c.in[0].shape;
   const int64_t cols = c.in[1].shape[1];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    clip_boxes_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, c.in[1].data,
-                             c.out[0].data, bs[0], bs[1], cols, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     clip_boxes_backward_cpu(c.dtype, c.grad_out.data, c.in[0].data, c.in[1].data,
                             c.out[0].data, bs[0], bs[1], cols);
-  }
+  }, [&](auto stream) {
+    clip_boxes_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, c.in[1].data,
+                             c.out[0].data, bs[0], bs[1], cols, stream);
+  });
 }
 
 }  // namespace

@@ -155,6 +155,33 @@ size_t op_workspace(const OpDef& op, const AttrValues& a, DType dt, const std::v
                     bool backward);
 
 [[noreturn]] void no_cuda();
+
+// Runs cpu() for a call on the CPU, or cuda(stream) for one on the GPU: the one place where an
+// op's code depends on whether CUDA was built. `cuda` is a generic lambda ([&](auto stream)),
+// instantiated only in a CUDA build, so a CPU-only build never references a *_cuda launcher.
+template <typename Cpu, typename Cuda>
+void on_device(const Device& dev, Cpu&& cpu, Cuda&& cuda) {
+  if (!dev.gpu) return cpu();
+#ifdef FRCNN_WITH_CUDA
+  cuda(dev.stream);
+#else
+  (void)cuda;
+  no_cuda();
+#endif
+}
+
+// cuda(0) in a CUDA build (a generic lambda, as above), `otherwise` in a CPU-only one: the
+// GPU workspace sizes.
+template <typename R, typename Cuda>
+R if_cuda(Cuda&& cuda, R otherwise) {
+#ifdef FRCNN_WITH_CUDA
+  (void)otherwise;
+  return cuda(nullptr);
+#else
+  (void)cuda;
+  return otherwise;
+#endif
+}
 // Throws InputError(msg) unless msg is empty (the *_check functions return "" when valid).
 void require_ok(const std::string& msg);
 

@@ -131,17 +131,13 @@ void forward(const Call& c) {
   std::vector<const void*> maps;
   for (size_t i = 1; i < c.in.size(); ++i) maps.push_back(c.in[i].data);
   const int64_t R = c.in[0].shape[0];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    multilevel_roi_align_cuda(c.dtype, c.in[0].data, maps, fs, c.out[0].data, R, mp,
-                              c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     advise_huge_pages(c.out[0].data, bytes_of(c.out[0], c.dtype));
     multilevel_roi_align_cpu(c.dtype, c.in[0].data, maps, fs, c.out[0].data, R, mp);
-  }
+  }, [&](auto stream) {
+    multilevel_roi_align_cuda(c.dtype, c.in[0].data, maps, fs, c.out[0].data, R, mp,
+                              stream);
+  });
 }
 
 void backward(const Call& c) {
@@ -150,19 +146,15 @@ void backward(const Call& c) {
   std::vector<void*> grads;
   for (size_t i = 1; i < c.out.size(); ++i) grads.push_back(c.out[i].data);
   const int64_t R = c.in[0].shape[0];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    multilevel_roi_align_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, grads, fs, R, mp,
-                                       roi_align_deterministic(c.attrs.b("deterministic")),
-                                       c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     for (size_t i = 1; i < c.out.size(); ++i)
       advise_huge_pages(c.out[i].data, bytes_of(c.out[i], c.dtype));
     multilevel_roi_align_backward_cpu(c.dtype, c.grad_out.data, c.in[0].data, grads, fs, R, mp);
-  }
+  }, [&](auto stream) {
+    multilevel_roi_align_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, grads, fs, R, mp,
+                                       roi_align_deterministic(c.attrs.b("deterministic")),
+                                       stream);
+  });
 }
 
 }  // namespace

@@ -64,29 +64,22 @@ std::vector<Shape> infer_shape(const AttrValues& a, const std::vector<Shape>& in
 }
 
 size_t workspace(const AttrValues& a, DType dt, const std::vector<Shape>& in, bool) {
-#ifdef FRCNN_WITH_CUDA
   int64_t batches, n, width;
   nms_flatten(in[0], &batches, &n, &width);
-  return nms_cuda_workspace(dt, batches, n, width, params(a));
-#else
-  return 0;
-#endif
+  return if_cuda([&](auto) { return nms_cuda_workspace(dt, batches, n, width, params(a)); },
+                 size_t(0));
 }
 
 void forward(const Call& c) {
   const NmsParams p = params(c.attrs);
   int64_t batches, n, width;
   nms_flatten(c.in[0].shape, &batches, &n, &width);
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    nms_cuda(c.dtype, c.in[0].data, c.out[0].data, batches, n, width, p, c.dev.workspace,
-             c.dev.workspace_bytes, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     nms_cpu(c.dtype, c.in[0].data, c.out[0].data, batches, n, width, p);
-  }
+  }, [&](auto stream) {
+    nms_cuda(c.dtype, c.in[0].data, c.out[0].data, batches, n, width, p, c.dev.workspace,
+             c.dev.workspace_bytes, stream);
+  });
 }
 
 // box_nms's gradient: output row k's gradient goes to the input row the k-th kept row came
@@ -96,17 +89,13 @@ void backward(const Call& c) {
   const NmsParams p = params(c.attrs);
   int64_t batches, n, width;
   nms_flatten(c.in[0].shape, &batches, &n, &width);
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    nms_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, c.out[0].data, batches, n, width,
-                      p, c.dev.workspace, c.dev.workspace_bytes, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     nms_backward_cpu(c.dtype, c.grad_out.data, c.in[0].data, c.out[0].data, batches, n, width,
                      p);
-  }
+  }, [&](auto stream) {
+    nms_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, c.out[0].data, batches, n, width,
+                      p, c.dev.workspace, c.dev.workspace_bytes, stream);
+  });
 }
 
 }  // namespace

@@ -88,15 +88,13 @@ std::vector<Shape> infer_shape(const AttrValues& a, const std::vector<Shape>& in
 }
 
 size_t workspace(const AttrValues& a, DType dt, const std::vector<Shape>& in, bool backward) {
-#ifdef FRCNN_WITH_CUDA
   const ProposalParams p = params(a);
   const std::vector<int64_t> lv = levels(a, p, in[1][1]);
   if (backward) return 0;
-  return lv.empty() ? proposal_cuda_workspace(dt, in[1][0], in[1][1], p)
-                    : proposal_levels_cuda_workspace(dt, in[1][0], lv, p);
-#else
-  return 0;
-#endif
+  return if_cuda([&](auto) {
+    return lv.empty() ? proposal_cuda_workspace(dt, in[1][0], in[1][1], p)
+                      : proposal_levels_cuda_workspace(dt, in[1][0], lv, p);
+  }, size_t(0));
 }
 
 void forward(const Call& c) {
@@ -104,29 +102,26 @@ void forward(const Call& c) {
   const Shape& ds = c.in[1].shape;
   const int64_t anchor_batch = c.in[2].shape[0], info_cols = c.in[3].shape[1];
   const std::vector<int64_t> lv = levels(c.attrs, p, ds[1]);
-  if (!lv.empty() && c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    proposal_levels_cuda(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
-                         c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, lv, p,
-                         c.dev.workspace, c.dev.workspace_bytes, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else if (!lv.empty()) {
-    proposal_levels_cpu(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
-                        c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, lv, p);
-  } else if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    proposal_cuda(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
-                  c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, p, c.dev.workspace,
-                  c.dev.workspace_bytes, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
-    proposal_cpu(c.dtype, c.in[0].data, c.in[1].data, c.in[2].data, c.in[3].data,
-                 c.out[0].data, ds[0], ds[1], anchor_batch, info_cols, p);
+  const void *scores = c.in[0].data, *deltas = c.in[1].data, *anchors = c.in[2].data;
+  const void* info = c.in[3].data;
+  if (lv.empty()) {
+    on_device(c.dev, [&] {
+      proposal_cpu(c.dtype, scores, deltas, anchors, info, c.out[0].data, ds[0], ds[1],
+                   anchor_batch, info_cols, p);
+    }, [&](auto stream) {
+      proposal_cuda(c.dtype, scores, deltas, anchors, info, c.out[0].data, ds[0], ds[1],
+                    anchor_batch, info_cols, p, c.dev.workspace, c.dev.workspace_bytes, stream);
+    });
+    return;
   }
+  on_device(c.dev, [&] {  // FPN levels with per_level_nms
+    proposal_levels_cpu(c.dtype, scores, deltas, anchors, info, c.out[0].data, ds[0], ds[1],
+                        anchor_batch, info_cols, lv, p);
+  }, [&](auto stream) {
+    proposal_levels_cuda(c.dtype, scores, deltas, anchors, info, c.out[0].data, ds[0], ds[1],
+                         anchor_batch, info_cols, lv, p, c.dev.workspace,
+                         c.dev.workspace_bytes, stream);
+  });
 }
 
 }  // namespace

@@ -80,37 +80,29 @@ void forward(const Call& c) {
   const RoiAlignParams p = params(c.attrs);
   const Shape& ds = c.in[0].shape;
   const int64_t R = c.in[1].shape[0];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    roi_align_cuda(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, ds[0], ds[1], ds[2],
-                   ds[3], R, p, c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     advise_huge_pages(c.out[0].data, bytes_of(c.out[0], c.dtype));
     roi_align_cpu(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, ds[0], ds[1], ds[2],
                   ds[3], R, p);
-  }
+  }, [&](auto stream) {
+    roi_align_cuda(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, ds[0], ds[1], ds[2],
+                   ds[3], R, p, stream);
+  });
 }
 
 void backward(const Call& c) {
   const RoiAlignParams p = params(c.attrs);
   const Shape& ds = c.in[0].shape;
   const int64_t R = c.in[1].shape[0];
-  if (c.dev.gpu) {
-#ifdef FRCNN_WITH_CUDA
-    roi_align_backward_cuda(c.dtype, c.grad_out.data, c.in[1].data, c.out[0].data, ds[0],
-                            ds[1], ds[2], ds[3], R, p,
-                            roi_align_deterministic(c.attrs.b("deterministic")), c.dev.stream);
-#else
-    no_cuda();
-#endif
-  } else {
+  on_device(c.dev, [&] {
     advise_huge_pages(c.out[0].data, bytes_of(c.out[0], c.dtype));
     roi_align_backward_cpu(c.dtype, c.grad_out.data, c.in[1].data, c.out[0].data, ds[0],
                            ds[1], ds[2], ds[3], R, p);
-  }
+  }, [&](auto stream) {
+    roi_align_backward_cuda(c.dtype, c.grad_out.data, c.in[1].data, c.out[0].data, ds[0],
+                            ds[1], ds[2], ds[3], R, p,
+                            roi_align_deterministic(c.attrs.b("deterministic")), stream);
+  });
 }
 
 }  // namespace
