@@ -1,5 +1,6 @@
-"""patch_gluoncv: run an existing GluonCV Faster R-CNN on frcnn_ops."""
+"""patch_gluoncv: run an existing GluonCV Faster R-CNN or Mask R-CNN on frcnn_ops."""
 import types
+import warnings
 
 __all__ = ["patch_gluoncv"]
 
@@ -13,7 +14,8 @@ def patch_gluoncv(net: "mxnet.gluon.HybridBlock",
     (``frcnn_box_decode``) and the per-class NMS (``frcnn_nms``) replace GluonCV's composite
     and contrib ops; the training path (``autograd.is_training()``) is left as GluonCV's.
 
-    FPN models (``faster_rcnn_fpn_*``), at inference and in training: the multi-level RPN's
+    FPN models (``faster_rcnn_fpn_*``, ``mask_rcnn_fpn_*``: their mask branch pools through the
+    same pyramid), at inference and in training: the multi-level RPN's
     proposal step (RPNProposal per level, concat, box_nms, slice) becomes one
     ``frcnn_proposal`` over the concatenated levels, and the pyramid ROI pooling
     (``_pyramid_roi_feats``: ROIAlign on every level, masked, summed) becomes one
@@ -22,7 +24,7 @@ def patch_gluoncv(net: "mxnet.gluon.HybridBlock",
     of other levels to contrib.ROIAlign with batch index -1, rows MXNet leaves unwritten; ours
     gives those rows zeros, which is what GluonCV's code means (its other branch). An RPN with
     ``per_level_nms=True`` (no GluonCV model uses one) keeps GluonCV's proposal step, with a
-    warning.
+    warning. A single-level (C4) Mask R-CNN is left as GluonCV's, with a warning.
 
     The weights and sub-blocks are the instance's own. Any cached graph is dropped, so
     hybridize before or after as usual. ``roi_mode='align'`` only.
@@ -55,6 +57,10 @@ def patch_gluoncv(net: "mxnet.gluon.HybridBlock",
     if getattr(net, "_roi_mode", "align") != "align":
         raise ValueError("patch_gluoncv: roi_mode %r is not supported (only 'align')"
                          % net._roi_mode)
+    if getattr(net, "mask", None) is not None and not fpn:
+        warnings.warn("patch_gluoncv: %s is a single-level (C4) Mask R-CNN, which is not "
+                      "accelerated: left as GluonCV's" % type(net).__name__)
+        return net
     if fpn:
         if precision != "fp32":
             raise ValueError("patch_gluoncv: precision %r is not supported for FPN models "
@@ -87,7 +93,6 @@ def patch_gluoncv(net: "mxnet.gluon.HybridBlock",
 def _patch_fpn(net):
     """FPN: the multi-level RPN's proposal step and the pyramid ROI pooling (see
     patch_gluoncv)."""
-    import warnings
     from mxnet import autograd
     from frcnn_model.modeling.faster_rcnn import image_size
 

@@ -1,6 +1,6 @@
-"""patch_gluoncv on GluonCV's FPN Faster R-CNN (faster_rcnn_fpn_resnet50_v1b_coco, random
-init, a small image): the same detections at inference, the same outputs and parameter
-gradients in training, hybridized or not."""
+"""patch_gluoncv on GluonCV's FPN Faster R-CNN and Mask R-CNN (faster_rcnn_fpn_resnet50_v1b_coco,
+mask_rcnn_fpn_resnet50_v1b_coco; random init, a small image): the same detections (and masks)
+at inference, the same outputs, loss and parameter gradients in training."""
 import numpy as np
 import pytest
 
@@ -9,16 +9,17 @@ import frcnn_ops
 HW = (128, 192)
 
 
-@pytest.fixture(scope="module")
-def fpn(mx, gluoncv):
+@pytest.fixture(scope="module", params=["faster_rcnn_fpn_resnet50_v1b_coco",
+                                        "mask_rcnn_fpn_resnet50_v1b_coco"])
+def fpn(mx, gluoncv, request):
     from gluoncv import model_zoo
 
-    def make():
+    def make(std):
         mx.random.seed(0)
-        net = model_zoo.get_model("faster_rcnn_fpn_resnet50_v1b_coco", pretrained=False,
-                                  pretrained_base=False)
-        net.initialize(mx.init.Normal(0.05))
+        net = model_zoo.get_model(request.param, pretrained=False, pretrained_base=False)
+        net.initialize(mx.init.Normal(std))
         return net
+    make.mask = request.param.startswith("mask")
     x = mx.nd.array(np.random.default_rng(0).uniform(-1, 1, size=(1, 3) + HW))
     return make, x
 
@@ -31,7 +32,11 @@ def _params(net):
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_fpn_inference_same_detections(mx, fpn, hybridize):
     make, x = fpn
-    net = make()
+    if hybridize and make.mask:
+        pytest.skip("Mask R-CNN: imperative only (the graph path is the same ops)")
+    net = make(0.01)
+    if make.mask:
+        net._rcnn_max_dets = 100  # masks of the top 100 detections (1000: 25 s a run)
     if hybridize:
         net.hybridize()
     ref = [o.asnumpy() for o in net(x)]
@@ -44,16 +49,37 @@ def test_fpn_inference_same_detections(mx, fpn, hybridize):
     n_ref, n_ours = int((ref[1] > 0).sum()), int((ours[1] > 0).sum())
     assert n_ref > 0 and abs(n_ours - n_ref) <= 1e-3 * n_ref, (n_ours, n_ref)
     assert _matched(ref, ours) >= 0.99 * n_ref
+    if len(ref) == 4:  # Mask R-CNN: the mask of every detection found in both, by its row
+        assert ours[3].shape == ref[3].shape
+        ref_masks = dict(zip(_keys(ref), ref[3][0]))
+        both = [(m, ref_masks[k]) for k, m in zip(_keys(ours), ours[3][0]) if k in ref_masks]
+        assert len(both) >= 0.95 * len(ref_masks)  # tied scores reorder the top 100
+        np.testing.assert_allclose(np.stack([m for m, _ in both]),
+                                   np.stack([r for _, r in both]), rtol=1e-3, atol=1e-3)
+
+
+def _keys(out):
+    """(id, score to 1e-5, box to 1e-2) of each detection row."""
+    ids, scores, boxes = (o[0] for o in out[:3])
+    return list(zip(ids[:, 0].tolist(), np.round(scores[:, 0], 5).tolist(),
+                    map(tuple, np.round(boxes, 2).tolist())))
+
+
+def test_c4_mask_rcnn_is_named_and_left_alone(mx, gluoncv):
+    from gluoncv import model_zoo
+    net = model_zoo.get_model("mask_rcnn_resnet18_v1b_coco", pretrained=False,
+                              pretrained_base=False)
+    forward = net.hybrid_forward
+    with pytest.warns(UserWarning, match="single-level .C4. Mask R-CNN.*left as GluonCV's"):
+        assert frcnn_ops.patch_gluoncv(net) is net
+    assert net.hybrid_forward == forward
 
 
 def _matched(ref, ours):
     from collections import Counter
 
     def rows(out):
-        ids, scores, boxes = (o[0] for o in out)
-        keep = scores[:, 0] > 0
-        return Counter(zip(ids[keep, 0].tolist(), np.round(scores[keep, 0], 5).tolist(),
-                           map(tuple, np.round(boxes[keep], 2).tolist())))
+        return Counter(k for k in _keys(out) if k[1] > 0)
     a, b = rows(ref), rows(ours)
     return sum(min(n, b[k]) for k, n in a.items())
 
@@ -65,23 +91,24 @@ def test_fpn_training_same_outputs_and_gradients(mx, fpn):
     gt_label = mx.nd.array([[[1], [5]]])
     nets = []
     for patched in (False, True):
-        net = make()  # seeded: the same weights both times
+        net = make(0.05)  # seeded: the same weights both times
         net(x)
         if patched:
             frcnn_ops.patch_gluoncv(net)
         mx.random.seed(7)  # the samplers draw
         with autograd.train_mode(), autograd.record():
             out = net(x, gt_box, gt_label)
-            loss = sum(o.astype("float64").sum() * (i + 1) for i, o in enumerate(out[:3])
-                       if o.dtype != np.int32)
+            # float32 sums: MXNet 1.9.1 fails the backward of astype on a Mask R-CNN output
+            # ("Check failed: !is_view"), patched or not
+            loss = sum(o.sum() * (i + 1) for i, o in enumerate(out[:3]))
         loss.backward()
         flat = [a for o in out for a in (o if isinstance(o, (list, tuple)) else [o])]
         nets.append((net, [o.asnumpy() for o in flat], loss.asscalar()))
     (ref_net, ref_out, ref_loss), (net, out, loss) = nets
     assert len(out) == len(ref_out)
-    for a, b in zip(out, ref_out):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    for a, b in zip(out, ref_out):  # float sums in another order: atol relative to the size
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(b).max()))
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-4)
     rp, p = _params(ref_net), _params(net)
     checked = 0
     for k, v in rp.items():
