@@ -106,6 +106,10 @@ def test_fpn_training_same_outputs_and_gradients(mx, fpn):
         nets.append((net, [o.asnumpy() for o in flat], loss.asscalar()))
     (ref_net, ref_out, ref_loss), (net, out, loss) = nets
     assert len(out) == len(ref_out)
+    if not all(np.all(np.abs(o) < 1e20) for o in ref_out if o.dtype.kind == "f"):
+        # GluonCV's pyramid pooling sums contrib.ROIAlign rows MXNet leaves unwritten (rois
+        # of other levels, batch index -1): when that memory is stale, its reference is garbage
+        pytest.xfail("GluonCV's reference read unwritten ROIAlign rows (values > 1e20)")
     for a, b in zip(out, ref_out):  # float sums in another order: atol relative to the size
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(b).max()))
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-4)
