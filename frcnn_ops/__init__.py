@@ -21,7 +21,7 @@ __all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "box_deco
            "multilevel_roi_align", "multilevel_roi_align_backward", "multilevel_roi_levels",
            "patch_gluoncv",
            "build_info", "get_num_threads", "set_num_threads", "emulate_cuda",
-           "release_graph_workspaces", "mxnet_available", "bf16"]
+           "release_graph_workspaces", "release_cpu_scratch", "mxnet_available", "bf16"]
 
 
 def _try_load_mxnet():
@@ -68,6 +68,19 @@ def build_info() -> dict:
 def get_num_threads() -> int:
     """Threads the CPU kernels use (FRCNN_NUM_THREADS, else OMP_NUM_THREADS, else all cores)."""
     return _C.get_num_threads()
+
+
+def release_cpu_scratch() -> int:
+    """Frees the CPU kernels' cached scratch buffers (ROIAlign's channel-block copies and
+    gradient accumulators, kept between calls up to 512 MiB: csrc/common/scratch.h) in the
+    NumPy and the MXNet libraries; returns the bytes freed."""
+    freed = _C.release_cpu_scratch()
+    if mxnet_available and _lib.config.mxnet_lib:
+        import ctypes
+        fn = _lib.mx_lib_handle().frcnn_release_cpu_scratch
+        fn.restype = ctypes.c_size_t
+        freed += fn()
+    return freed
 
 
 def set_num_threads(n: int) -> None:

@@ -174,6 +174,30 @@ def test_backward_bitwise_identical_across_thread_counts(rng, R):
             assert a.tobytes() == b.tobytes()
 
 
+def test_scratch_buffers_are_reused_and_released(rng):
+    """The channel-block copies and gradient accumulators come from a pool kept between calls
+    (csrc/common/scratch.h): a call on reused (stale) buffers gives what one on fresh memory
+    gives, and release_cpu_scratch empties the pool."""
+    feats = [make_features(rng, C=70) for _ in range(2)]
+    rois = make_rois(rng, 300)
+    shapes = [f.shape for f in feats[0]]
+    grads = [rng.normal(size=(300, 70, 7, 7)).astype(np.float32) for _ in range(2)]
+
+    def run(k):
+        return (frcnn_ops.multilevel_roi_align(rois, feats[k], **kw_of()),
+                frcnn_ops.multilevel_roi_align_backward(grads[k], rois, shapes, **kw_of()))
+    frcnn_ops.release_cpu_scratch()
+    fresh = run(1)
+    frcnn_ops.release_cpu_scratch()
+    run(0)
+    assert _C.cached_cpu_scratch() >= 2 * 70 * 48 * 64 * 4  # P2's two channel blocks, N=2
+    reused = run(1)
+    assert reused[0].tobytes() == fresh[0].tobytes()
+    for a, b in zip(reused[1], fresh[1]):
+        assert a.tobytes() == b.tobytes()
+    assert frcnn_ops.release_cpu_scratch() > 0 and _C.cached_cpu_scratch() == 0
+
+
 # ---- GluonCV parity ----------------------------------------------------------------------
 
 class _NdWhere:

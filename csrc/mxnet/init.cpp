@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "mxnet/glue.h"
 
 #ifndef FRCNN_VERSION
@@ -36,6 +37,7 @@ const char* frcnn_version() { return FRCNN_VERSION; }
 const char* frcnn_cuda_archs() { return FRCNN_CUDA_ARCHS; }
 int frcnn_get_num_threads() { return frcnn::get_num_threads(); }
 void frcnn_set_num_threads(int n) { frcnn::set_num_threads(n); }
+size_t frcnn_release_cpu_scratch() { return frcnn::release_cpu_scratch(); }
 }
 
 // ---- Error messages --------------------------------------------------------------------

@@ -1,4 +1,5 @@
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "multilevel_roi_align/multilevel_roi_align.h"
 #include "ops.h"
 #include "python/bind.h"
@@ -248,6 +249,8 @@ PYBIND11_MODULE(FRCNN_PY_MODULE_NAME, m) {
 #endif
   m.def("get_num_threads", &frcnn::get_num_threads);
   m.def("set_num_threads", &frcnn::set_num_threads);
+  m.def("release_cpu_scratch", &frcnn::release_cpu_scratch);
+  m.def("cached_cpu_scratch", &frcnn::cached_cpu_scratch);
   m.def("active_calls", &frcnn::active_calls);
   m.def("schema", &g::schema);
   m.def("infer_shape", &g::infer_shape, py::arg("op"), py::arg("shapes"), py::arg("attrs"));

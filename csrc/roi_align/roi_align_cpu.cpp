@@ -25,14 +25,16 @@
 #include <memory>
 #include <utility>
 
+#include <omp.h>
+
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
 #include "common/checks.h"
 #include "common/half_cpu.h"
-#include "common/hugepages.h"
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "roi_align/roi_align.h"
 
 namespace frcnn {
@@ -449,7 +451,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
   std::vector<std::vector<Plan<T>>> plans(nl);
   std::vector<std::pair<int, int64_t>> items;
   std::vector<char> blocked(nl, 0);
-  std::vector<std::unique_ptr<T[]>> blks(nl);
+  std::vector<Scratch> blks(nl);  // the channel-block copies (pooled: common/scratch.h)
   constexpr int K = Block<T>::value;
   int64_t max_bins = 1, work = 0;
   std::vector<std::pair<int, int64_t>> copies, units;
@@ -464,8 +466,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
     blocked[l] = use_blocked(L.N, L.H, L.W, L.n, L.p) ? 1 : 0;
     if (blocked[l]) {
       const size_t elems = static_cast<size_t>(L.N * ncb * HW * K);
-      blks[l].reset(new T[elems]);
-      advise_huge_pages(blks[l].get(), sizeof(T) * elems);
+      blks[l].reset(sizeof(T) * elems);
       for (int64_t u = 0; u < L.N * ncb; ++u) copies.emplace_back(static_cast<int>(l), u);
       for (int64_t u = 0; u < ncb * L.n; ++u) units.emplace_back(static_cast<int>(l), u);
       work += L.N * L.C * HW / 4 + L.n * L.C * bins * 16;
@@ -487,7 +488,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
       const int64_t HW = L.H * L.W, ncb = ceil_div(L.C, K), u = copies[t].second;
       const int64_t n = u / ncb, cb = u % ncb;
       const int64_t c0 = cb * K, cw = std::min<int64_t>(K, L.C - c0);
-      T* dst = blks[l].get() + u * HW * K;
+      T* dst = blks[l].as<T>() + u * HW * K;
       if (cw < K) std::fill(dst, dst + HW * K, T(0));
       transpose(L.data + (n * L.C + c0) * HW, cw, HW, HW, dst, K);
     }
@@ -509,7 +510,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
             std::fill(o, o + cw * bins, T(0));
             continue;
           }
-          gather_block(blks[l].get() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
+          gather_block(blks[l].as<T>() + (pl.batch * ncb + cb) * HW * K, pl, bins, tile.get());
           transpose_out(tile.get(), bins, cw, K, o, bins);
         } else {
           const int64_t C_out = c_out_of(L), q = u / C_out, c = u % C_out;
@@ -568,6 +569,10 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
   std::atomic<bool> failed{false};
   bool any_blocked = false;
   for (char b : blocked) any_blocked = any_blocked || b;
+  // a blocked level's accumulator per thread, taken before the region (a bad_alloc may not
+  // leave it)
+  std::vector<Scratch> accs(any_blocked ? nt : 0);
+  for (auto& a : accs) a.reset(sizeof(T) * static_cast<size_t>(max_hw * K));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     build_plans<T>(rois, levels, items, &plans, &failed);
@@ -579,12 +584,9 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
           if (plans[l][q].batch >= 0) by_image[l][plans[l][q].batch].push_back(q);
       }
     }  // implicit barrier
-    std::unique_ptr<T[]> acc, tile;
-    if (any_blocked) {
-      acc.reset(new T[static_cast<size_t>(max_hw * K)]);
-      advise_huge_pages(acc.get(), sizeof(T) * static_cast<size_t>(max_hw * K));
-      tile.reset(new T[static_cast<size_t>(max_bins * K)]);
-    }
+    T* acc = any_blocked ? accs[omp_get_thread_num()].as<T>() : nullptr;
+    std::unique_ptr<T[]> tile;
+    if (any_blocked) tile.reset(new T[static_cast<size_t>(max_bins * K)]);
     if (!failed.load()) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t t = 0; t < static_cast<int64_t>(units.size()); ++t) {
@@ -596,7 +598,7 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
           const int64_t ncb = ceil_div(L.C, K), u = units[t].second;
           const int64_t n = u / ncb, cb = u % ncb;
           const int64_t c0 = cb * K, cw = std::min<int64_t>(K, L.C - c0);
-          std::fill(acc.get(), acc.get() + HW * K, T(0));
+          std::fill(acc, acc + HW * K, T(0));
           if (cw < K) std::fill(tile.get(), tile.get() + bins * K, T(0));
           const std::vector<int64_t>& rl = by_image[l][n];
           for (size_t k = 0; k < rl.size(); ++k) {
@@ -606,9 +608,9 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
                              cw * bins * int64_t(sizeof(T)));
             transpose(grad_out + (row_of(L, q) * L.C + c0) * bins, cw, bins, bins, tile.get(),
                       K);
-            scatter_block(acc.get(), plans[l][q], bins, tile.get());
+            scatter_block(acc, plans[l][q], bins, tile.get());
           }
-          transpose(acc.get(), HW, cw, K, L.grad + (n * L.C + c0) * HW, HW);
+          transpose(acc, HW, cw, K, L.grad + (n * L.C + c0) * HW, HW);
         } else {
           // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
           // position sensitive) of every image: disjoint, rois in order
