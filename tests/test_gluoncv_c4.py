@@ -208,3 +208,58 @@ def test_c4_training_same_outputs_losses_and_gradients(mx, gluoncv, mask):
                                    atol=1e-5 * np.abs(want).max(), err_msg=k)
         checked += 1
     assert checked > 40
+
+
+def test_c4_double_head_and_force_nms_take_gluoncv_forward(mx, gluoncv):
+    """A model whose heads are not FasterRCNN's (double-head R-CNN: same sub-block names) and
+    a FasterRCNN with force_nms run GluonCV's own forward on our ops, not detect's heads."""
+    from gluoncv import model_zoo
+    net = model_zoo.get_model("doublehead_rcnn_resnet50_v1b_voc", pretrained=False,
+                              pretrained_base=False)
+    net._rpn_test_post_nms = net.rpn._test_post_nms = 20  # its heads on 20 rois, not 300
+    faster = _make(False, 0.01)
+    faster.set_nms(nms_thresh=0.5, nms_topk=-1, force_nms=True)
+    mx.random.seed(0)
+    net.initialize(mx.init.Normal(0.01))
+    x = _image(mx, HW)
+    for model in (net, faster):
+        ref = [o.asnumpy() for o in model(x)]
+        frcnn_ops.patch_gluoncv(model)
+        _same_detections(ref, [o.asnumpy() for o in model(x)])
+
+
+def test_every_zoo_rcnn_constructs_and_patches(mx, gluoncv):
+    """Every Faster / Mask R-CNN of GluonCV's zoo (C4, FPN, syncbn, resnest; no download):
+    patched without a warning, its proposal step and ROI pooling ours."""
+    from gluoncv import model_zoo
+    from frcnn_ops import gluoncv_patch
+    names = [n for n in model_zoo.get_model_list() if "rcnn" in n and not n.startswith("custom")]
+    assert len(names) >= 20 and any("resnest" in n for n in names)
+    for name in names:
+        kwargs = {"classes": ["a", "b"]} if name.endswith("custom") else {}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Caution using SyncBatchNorm")
+            net = model_zoo.get_model(name, pretrained=False, pretrained_base=False, **kwargs)
+            warnings.simplefilter("error", UserWarning)  # nothing left as GluonCV's, silently
+            assert frcnn_ops.patch_gluoncv(net) is net, name
+        assert net.rpn.hybrid_forward.__func__ is gluoncv_patch._rpn_forward, name
+        if net.num_stages > 1:
+            assert net._pyramid_roi_feats.__func__ is gluoncv_patch._fpn_pyramid, name
+        else:
+            assert net.box_decoder.hybrid_forward.__func__ is gluoncv_patch._box_decode, name
+            assert "hybrid_forward" in vars(net), name
+
+
+def test_syncbn_builds_with_gluoncv_imported_first(tmp_path):
+    """Loading the op library regenerates MXNet's operator functions; GluonCV's FPN compares
+    one by identity (``norm_layer is SyncBatchNorm``), so frcnn_ops keeps the old objects and a
+    syncbn model builds whatever the import order."""
+    import subprocess
+    import sys
+    code = ("import gluoncv.model_zoo as z, frcnn_ops\n"
+            "net = z.get_model('faster_rcnn_fpn_syncbn_resnet50_v1b_coco', pretrained=False,"
+            " pretrained_base=False)\n"
+            "frcnn_ops.patch_gluoncv(net)\nprint('built')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and "built" in run.stdout, run.stderr[-2000:]
