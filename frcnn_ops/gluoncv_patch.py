@@ -32,6 +32,12 @@ def patch_gluoncv(net: "mxnet.gluon.HybridBlock",
     ``per_level_nms=True`` (no GluonCV model uses one) keeps GluonCV's proposal step, with a
     warning.
 
+    Left as GluonCV's (its own code, on MXNet's ops; cheap next to the convolutions): the
+    backbone and heads, the RCNN sampler and target generators, the class decoder
+    (MultiPerClassDecoder), a Mask R-CNN's top-k gather of its detections and mask pick, and
+    in FPN models the class-specific decoding and NMS; GluonCV's batch size 1 at inference
+    except in ``detect``.
+
     The weights and sub-blocks are the instance's own. Any cached graph is dropped, so
     hybridize before or after as usual. ``roi_mode='align'`` only.
 
