@@ -47,6 +47,9 @@ def _resnet18_c4(mask, **overrides):
 
 
 def _make(mask, std, **overrides):
+    """Seeded random weights, N(0, std). Inference takes 0.03: at 0.01 the activations fade
+    through the backbone and the box deltas move the boxes by 1e-4, less than the 1e-2 that
+    detections are matched to (a wrong decode would pass)."""
     import mxnet as mx
     mx.random.seed(0)
     net = _resnet18_c4(mask, **overrides)
@@ -76,7 +79,7 @@ def _same_detections(ref, ours):
 
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_c4_mask_rcnn_inference_same_detections_and_masks(mx, gluoncv, hybridize):
-    net = _make(True, 0.01)
+    net = _make(True, 0.03)
     x = _image(mx, HW)
     if hybridize:
         net.hybridize()
@@ -217,10 +220,10 @@ def test_c4_double_head_and_force_nms_take_gluoncv_forward(mx, gluoncv):
     net = model_zoo.get_model("doublehead_rcnn_resnet50_v1b_voc", pretrained=False,
                               pretrained_base=False)
     net._rpn_test_post_nms = net.rpn._test_post_nms = 20  # its heads on 20 rois, not 300
-    faster = _make(False, 0.01)
+    faster = _make(False, 0.03)
     faster.set_nms(nms_thresh=0.5, nms_topk=-1, force_nms=True)
     mx.random.seed(0)
-    net.initialize(mx.init.Normal(0.01))
+    net.initialize(mx.init.Normal(0.03))
     x = _image(mx, HW)
     for model in (net, faster):
         ref = [o.asnumpy() for o in model(x)]
