@@ -266,3 +266,17 @@ def test_syncbn_builds_with_gluoncv_imported_first(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0 and "built" in run.stdout, run.stderr[-2000:]
+
+
+def test_bf16_is_refused_for_models_detect_does_not_run(mx, gluoncv, monkeypatch):
+    """precision='bf16' converts detect's graph; a Mask R-CNN (GluonCV's forward) is refused,
+    naming the function, the argument, its value and the model."""
+    from gluoncv import model_zoo
+    from frcnn_ops import bf16
+    monkeypatch.setattr(bf16, "check_bf16_cpu", lambda: None)  # any CPU: the model decides
+    net = model_zoo.get_model("mask_rcnn_resnet18_v1b_coco", pretrained=False,
+                              pretrained_base=False)
+    with pytest.raises(ValueError, match="patch_gluoncv: precision 'bf16' is supported for a "
+                                         "plain C4 Faster R-CNN only .MaskRCNN"):
+        frcnn_ops.patch_gluoncv(net, precision="bf16")
+    assert "hybrid_forward" not in vars(net)  # refused before anything was patched
