@@ -71,11 +71,34 @@ def load_into_mxnet():
             % (config.mxnet_version, mx.__version__))
         raise ImportError(_mx_state["error"])
     if not hasattr(mx.nd, "frcnn_box_decode"):
-        mx.library.load(path, verbose=False)
+        _load_keeping_op_functions(mx, path)
     from . import _mxnet_api
     _mxnet_api.install(mx)  # the contrib twins' calling conventions
     _mx_state["loaded"] = True
     return mx
+
+
+def _load_keeping_op_functions(mx, path):
+    """mx.library.load(path), keeping MXNet's existing operator functions: the load
+    regenerates every function of mx.nd and mx.sym (new objects, same behaviour), and code
+    that took one earlier and compares by identity breaks (GluonCV's FPN builds its
+    SyncBatchNorm layers only if ``norm_layer is mxnet.symbol.contrib.SyncBatchNorm``, so
+    gluoncv imported before frcnn_ops could not build a syncbn model). The library's new ops
+    are added."""
+    import sys
+    import types
+
+    modules = [m for n, m in list(sys.modules.items())
+               if n.startswith(("mxnet.ndarray", "mxnet.symbol"))
+               and isinstance(m, types.ModuleType)]
+    before = [(m, dict(vars(m))) for m in modules]
+    mx.library.load(path, verbose=False)
+    for module, old in before:
+        for name, value in old.items():
+            new = getattr(module, name, None)
+            if (new is not value and isinstance(value, types.FunctionType)
+                    and isinstance(new, types.FunctionType) and new.__name__ == value.__name__):
+                setattr(module, name, value)
 
 
 def mx_lib_handle():

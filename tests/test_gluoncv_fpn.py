@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import frcnn_ops
+from testutil import detection_keys, matched_detections, params_by_name
 
 HW = (128, 192)
 
@@ -55,11 +56,6 @@ def fpn(mx, gluoncv, request):
     return make, x
 
 
-def _params(net):
-    """Parameters by name without the instance's prefix (fasterrcnn0_, fasterrcnn1_, ...)."""
-    return {k.split("_", 1)[1] if "_" in k else k: v for k, v in net.collect_params().items()}
-
-
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_fpn_inference_same_detections(mx, fpn, hybridize):
     make, x = fpn
@@ -73,46 +69,20 @@ def test_fpn_inference_same_detections(mx, fpn, hybridize):
     ref = [o.asnumpy() for o in net(x)]
     frcnn_ops.patch_gluoncv(net)
     ours = [o.asnumpy() for o in net(x)]
-    # random weights give many tied scores and degenerate boxes (zero width: IoU matching
-    # does not apply), so rows are matched as (id, score to 1e-5, box to 1e-2) multisets; the
-    # pyramid pooling's sums differ from GluonCV's in the last bits, which can flip an NMS
-    # decision between tied boxes
+    # rows matched as (id, score, box) multisets (testutil.detection_keys); the pyramid
+    # pooling's sums differ from GluonCV's in the last bits, which can flip an NMS decision
+    # between tied boxes
     n_ref, n_ours = int((ref[1] > 0).sum()), int((ours[1] > 0).sum())
     assert n_ref > 0 and abs(n_ours - n_ref) <= 1e-3 * n_ref, (n_ours, n_ref)
-    assert _matched(ref, ours) >= 0.99 * n_ref
+    assert matched_detections(ref, ours) >= 0.99 * n_ref
     if len(ref) == 4:  # Mask R-CNN: the mask of every detection found in both, by its row
         assert ours[3].shape == ref[3].shape
-        ref_masks = dict(zip(_keys(ref), ref[3][0]))
-        both = [(m, ref_masks[k]) for k, m in zip(_keys(ours), ours[3][0]) if k in ref_masks]
+        ref_masks = dict(zip(detection_keys(ref), ref[3][0]))
+        both = [(m, ref_masks[k]) for k, m in zip(detection_keys(ours), ours[3][0])
+                if k in ref_masks]
         assert len(both) >= 0.95 * len(ref_masks)  # tied scores reorder the top 100
         np.testing.assert_allclose(np.stack([m for m, _ in both]),
                                    np.stack([r for _, r in both]), rtol=1e-3, atol=1e-3)
-
-
-def _keys(out):
-    """(id, score to 1e-5, box to 1e-2) of each detection row."""
-    ids, scores, boxes = (o[0] for o in out[:3])
-    return list(zip(ids[:, 0].tolist(), np.round(scores[:, 0], 5).tolist(),
-                    map(tuple, np.round(boxes, 2).tolist())))
-
-
-def test_c4_mask_rcnn_is_named_and_left_alone(mx, gluoncv):
-    from gluoncv import model_zoo
-    net = model_zoo.get_model("mask_rcnn_resnet18_v1b_coco", pretrained=False,
-                              pretrained_base=False)
-    forward = net.hybrid_forward
-    with pytest.warns(UserWarning, match="single-level .C4. Mask R-CNN.*left as GluonCV's"):
-        assert frcnn_ops.patch_gluoncv(net) is net
-    assert net.hybrid_forward == forward
-
-
-def _matched(ref, ours):
-    from collections import Counter
-
-    def rows(out):
-        return Counter(k for k in _keys(out) if k[1] > 0)
-    a, b = rows(ref), rows(ours)
-    return sum(min(n, b[k]) for k, n in a.items())
 
 
 def test_fpn_training_same_outputs_and_gradients(mx, fpn):
@@ -140,7 +110,7 @@ def test_fpn_training_same_outputs_and_gradients(mx, fpn):
     for a, b in zip(out, ref_out):  # float sums in another order: atol relative to the size
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(b).max()))
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-4)
-    rp, p = _params(ref_net), _params(net)
+    rp, p = params_by_name(ref_net), params_by_name(net)
     checked = 0
     for k, v in rp.items():
         if v.grad_req == "null":
