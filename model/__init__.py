@@ -20,7 +20,11 @@ _EXPORTS = {"FasterRCNN": "modeling.faster_rcnn",
             "faster_rcnn_resnet50_v1b_voc": "modeling.faster_rcnn",
             "faster_rcnn": "modeling.faster_rcnn", "load_model": "modeling.faster_rcnn",
             "save_model": "modeling.faster_rcnn", "VOC_CLASSES": "data.classes",
-            "DEFAULTS": "modeling.faster_rcnn", "detect": "modeling.faster_rcnn"}
+            "DEFAULTS": "modeling.faster_rcnn", "detect": "modeling.faster_rcnn",
+            "model_spec": "modeling.faster_rcnn", "MODELS": "modeling.faster_rcnn",
+            "FasterRCNNFPN": "modeling.fpn", "faster_rcnn_fpn": "modeling.fpn",
+            "faster_rcnn_fpn_resnet50_v1b_coco": "modeling.fpn", "FPN_DEFAULTS": "modeling.fpn",
+            "COCO_CLASSES": "data.classes"}
 
 __all__ = sorted(_EXPORTS)
 
