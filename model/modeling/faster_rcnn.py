@@ -404,6 +404,14 @@ def model_name(spec: Dict[str, Any]) -> str:
                                                  str(spec.get("arch")))
 
 
+def default_input_size(spec: Dict[str, Any]) -> Tuple[int, int]:
+    """(short, max_size) of the test-time resize: the size saved with the weights, else
+    GluonCV's for the architecture (C4 VOC 600/1000, FPN COCO 800/1333)."""
+    if spec.get("input_size"):
+        return tuple(int(v) for v in spec["input_size"])
+    return (800, 1333) if spec.get("arch") == "faster_rcnn_fpn" else (600, 1000)
+
+
 def build_model(spec: Dict[str, Any]) -> FasterRCNN:
     """The (uninitialised) network of a spec (:func:`model_spec`, ``net.spec``)."""
     spec = dict(spec)
