@@ -223,8 +223,8 @@ def plot_curves(log: Dict[str, Any], path: str) -> None:
 
 # the arguments that decide a run's trajectory: a resume with other values warns
 _TRAJECTORY = ("preset", "arch", "dataset", "train_split", "num_train", "image_size",
-               "object_size", "backbone", "width", "frozen_bn", "short", "max_size", "batch_size", "optimizer",
-               "lr", "lr_decay", "lr_decay_epoch", "lr_warmup", "wd", "momentum", "flip",
+               "object_size", "backbone", "width", "frozen_bn", "short", "max_size",
+               "batch_size", "optimizer", "lr", "lr_decay", "lr_decay_epoch", "lr_warmup", "wd", "momentum", "flip",
                "seed", "kvstore", "classes", "skip_bad")
 
 

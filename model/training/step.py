@@ -125,8 +125,9 @@ class _Stage2FPN(nn.HybridBlock):
 class TrainStep:
     """Forward, losses and backward of one batch; ``trainer.step`` is the caller's.
 
-    ``net`` is a :class:`frcnn_model.FasterRCNN` (C4) or FPN model; its blocks are shared, not copied, so the
-    trainer updates ``net.collect_params()`` and the inference ``net`` sees the update.
+    ``net`` is a :class:`frcnn_model.FasterRCNN` (C4) or a
+    :class:`frcnn_model.FasterRCNNFPN`; its blocks are shared, not copied, so the trainer
+    updates ``net.collect_params()`` and the inference ``net`` sees the update.
     """
 
     def __init__(self, net: FasterRCNN, hybridize: bool = True, seed: int = 0) -> None:
