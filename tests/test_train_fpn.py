@@ -130,3 +130,27 @@ def test_fpn_training_graph_matches_gluoncv(tmp_path):
                                    atol=1e-5 * np.abs(want).max(), err_msg=k)
         checked += 1
     assert checked > 150
+
+
+def test_fpn_pretrained_base_from_gluoncv_classifier(tmp_path):
+    """frcnn-train --pretrained-base for the FPN model: a GluonCV resnet18_v1b classifier's
+    file fills the ResNet under the pyramid (C5 computed as GluonCV's layer4)."""
+    gluoncv = pytest.importorskip("gluoncv")
+    from frcnn_model.modeling.faster_rcnn import load_pretrained_base
+    mx.random.seed(4)
+    cls = gluoncv.model_zoo.get_model("resnet18_v1b", pretrained=False, use_global_stats=True)
+    cls.initialize(mx.init.Xavier())
+    x = mx.nd.random.normal(shape=(1, 3, 64, 64))
+    cls(x)
+    path = str(tmp_path / "r18.params")
+    cls.save_parameters(path)
+    net = frcnn_model.faster_rcnn_fpn("resnet18_v1b", classes=CLASSES, num_fpn_filters=16,
+                                      rpn_channel=16, box_head_units=32)
+    net.initialize()
+    # every ResNet-18 parameter: 20 convs (3 of them downsample) and 20 BatchNorms x 4
+    assert load_pretrained_base(net, path) == 100
+    f = net.features
+    c5 = f.layer4(f.layer3(f.layer2(f.layer1(f.stem(x)))))
+    expect = cls.layer4(cls.layer3(cls.layer2(cls.layer1(
+        cls.maxpool(cls.relu(cls.bn1(cls.conv1(x))))))))
+    np.testing.assert_allclose(c5.asnumpy(), expect.asnumpy(), rtol=1e-5, atol=1e-5)

@@ -323,18 +323,33 @@ _BASE_PREFIXES = (("conv1.", "features.0."), ("bn1.", "features.1."),
                   ("layer3.", "features.6."), ("layer4.", "top_features.0."))
 
 
+# ... and the FPN detector's backbone (FPNFeatures' blocks)
+_FPN_BASE_PREFIXES = (("conv1.", "features.stem.0."), ("bn1.", "features.stem.1."),
+                      ("layer1.", "features.layer1."), ("layer2.", "features.layer2."),
+                      ("layer3.", "features.layer3."), ("layer4.", "features.layer4."))
+
+
 def load_pretrained_base(net: FasterRCNN, path: str) -> int:
     """Copies a GluonCV ResNet v1b classifier's ``save_parameters`` file (e.g. resnet50_v1b's
-    ImageNet weights) into the detector's features and top_features (its fc layer is not
-    used). Every backbone parameter must come from the file with the right shape: anything
+    ImageNet weights) into the detector's backbone: the C4 model's features and top_features,
+    the FPN model's ResNet under its pyramid (the classifier's fc layer is not used). Every backbone parameter must come from the file with the right shape: anything
     missing or mismatched is an error naming it. Call after ``net.initialize()``."""
     import mxnet as mx
     loaded = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(path).items()}
-    params = net._collect_params_with_prefix()
+    prefixes = _BASE_PREFIXES
+    if hasattr(net.features, "gluoncv_names"):
+        # the FPN's backbone by its block names (its files use GluonCV's flat names instead);
+        # the pyramid's layers are not the classifier's
+        params = {"features." + k: v for k, v in
+                  nn.Block._collect_params_with_prefix(net.features).items()
+                  if k.startswith(("stem.", "layer"))}
+        prefixes = _FPN_BASE_PREFIXES
+    else:
+        params = net._collect_params_with_prefix()
     backbone = sorted(k for k in params if k.startswith(("features.", "top_features.")))
     copied = set()
     for key, value in loaded.items():
-        target = next((new + key[len(old):] for old, new in _BASE_PREFIXES
+        target = next((new + key[len(old):] for old, new in prefixes
                        if key.startswith(old)), None)
         if target is None:
             continue  # the classifier (fc) and anything else outside the backbone
