@@ -1,44 +1,14 @@
 """patch_gluoncv on GluonCV's FPN Faster R-CNN and Mask R-CNN (faster_rcnn_fpn_resnet50_v1b_coco,
 mask_rcnn_fpn_resnet50_v1b_coco; random init, a small image): the same detections (and masks)
 at inference, the same outputs, loss and parameter gradients in training."""
-import types
-
 import numpy as np
 import pytest
 
 import frcnn_ops
-from testutil import detection_keys, matched_detections, params_by_name
+from testutil import (detection_keys, gluoncv_unmasked_reference, matched_detections,
+                      params_by_name)
 
 HW = (128, 192)
-
-
-class _Unmasked:
-    """F for GluonCV's _pyramid_roi_feats that takes its other align branch (ROIAlign on every
-    roi, then where): the masked branch leaves the rows of other levels unwritten (MXNet skips
-    batch index -1) and sums them, so its reference reads stale memory (garbage, or values
-    left by the previous run) whenever the allocator hands out used memory."""
-
-    class _Contrib:
-        def __init__(self, contrib):
-            self._contrib = contrib
-
-        def __getattr__(self, name):
-            return getattr(self._contrib, name)
-
-    def __init__(self, F):
-        self._F = F
-        self.contrib = self._Contrib(F.contrib)  # its __dict__ has no box_encode
-
-    def __getattr__(self, name):
-        return getattr(self._F, name)
-
-
-def _deterministic_reference(net):
-    """GluonCV's own pyramid pooling, through the branch that writes every row."""
-    pyramid = type(net)._pyramid_roi_feats
-    net._pyramid_roi_feats = types.MethodType(
-        lambda self, F, *a, **k: pyramid(self, _Unmasked(F), *a, **k), net)
-    return net
 
 
 @pytest.fixture(scope="module", params=["faster_rcnn_fpn_resnet50_v1b_coco",
@@ -50,7 +20,7 @@ def fpn(mx, gluoncv, request):
         mx.random.seed(0)
         net = model_zoo.get_model(request.param, pretrained=False, pretrained_base=False)
         net.initialize(mx.init.Normal(std))
-        return _deterministic_reference(net)
+        return gluoncv_unmasked_reference(net)  # a reference that writes every row
     make.mask = request.param.startswith("mask")
     x = mx.nd.array(np.random.default_rng(0).uniform(-1, 1, size=(1, 3) + HW))
     return make, x

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from ..training.checkpoint import describe_error, manifest_path, verify
 
@@ -26,13 +26,18 @@ PRESETS = {
         momentum=0.9, flip=0.5,
         model=dict(scales=[1, 2, 4, 8], ratios=[0.5, 1, 2], rpn_train_pre_nms=2000,
                    rpn_train_post_nms=300, rpn_test_pre_nms=1000, rpn_test_post_nms=100,
-                   roi_size=[7, 7], num_sample=64, rpn_min_size=4)),
+                   roi_size=[7, 7], num_sample=64, rpn_min_size=4),
+        # --model faster_rcnn_fpn_resnet50_v1b_coco: anchors of 16..256 pixels on P2..P6 for
+        # the 20..64-pixel shapes, and a pyramid and heads sized for the small backbone
+        model_fpn=dict(scales=[1, 2, 4, 8, 16], rpn_train_pre_nms=2000, rpn_train_post_nms=300,
+                       rpn_test_pre_nms=1000, rpn_test_post_nms=100, num_sample=64,
+                       num_fpn_filters=64, rpn_channel=64, box_head_units=256)),
     "voc-resnet50": dict(
         dataset="voc", num_train=0, num_val=0, image_size=0, object_size="", short=600,
         max_size=1000,
         backbone="resnet50_v1b", width=1.0, frozen_bn=True, epochs=20, batch_size=1,
         lr=0.001, lr_decay=0.1, lr_decay_epoch="14,20", lr_warmup=0, wd=5e-4, momentum=0.9,
-        flip=0.5, model={}),
+        flip=0.5, model={}, model_fpn={}),
 }
 
 
@@ -124,20 +129,52 @@ def load_model_checked(path: str, who: str, **overrides: Any) -> FasterRCNN:
     """:func:`frcnn_model.load_model` for a command line: a missing, truncated,
     corrupted or foreign parameter file (or a bad ``.params.json``) ends the program with a
     message that names the file and the problem, not an MXNet stack trace."""
-    from ..modeling.faster_rcnn import load_model, model_spec
+    from ..modeling.faster_rcnn import load_model, model_name, model_spec
     loaded = check_params_file(path, who)
     try:
         spec = model_spec(path)
     except (OSError, ValueError) as e:
         raise SystemExit("%s: %s.json (the architecture beside the weights) is unreadable: %s"
                          % (who, path, describe_error(e)))
+    if overrides.get("precision", "fp32") != "fp32" and spec.get("arch") == "faster_rcnn_fpn":
+        raise SystemExit("%s: --precision %s: %s holds a %s, which runs in fp32 only"
+                         % (who, overrides["precision"], path, model_name(spec)))
     try:
         return load_model(path, **overrides)
     except Exception as e:  # noqa: BLE001 - MXNet's missing/shape errors carry C++ traces
-        arch = "%s x%s" % (spec.get("backbone", "resnet50_v1b"), spec.get("width", 1.0))
+        arch = "%s (%s x%s)" % (model_name(spec), spec.get("backbone", "resnet50_v1b"),
+                                spec.get("width", 1.0))
         sample = ", ".join(sorted(loaded)[:3])
         source = ("from %s.json" % os.path.basename(path) if os.path.exists(path + ".json")
-                  else "no .json beside it: GluonCV's faster_rcnn_resnet50_v1b_voc assumed")
+                  else "no .json beside it: GluonCV's %s assumed from its parameter names"
+                  % model_name(spec))
         raise SystemExit("%s: %s does not fit the architecture %s (%s): %s; its first "
                          "parameters are %s (a file of another model?)"
                          % (who, path, arch, source, describe_error(e), sample))
+
+
+def model_for_params(path: str, wanted: Optional[str], who: str) -> str:
+    """The named model a parameter file holds (its .json, else its parameter names); a
+    ``wanted`` --model that differs ends the program with a message naming both."""
+    from ..modeling.faster_rcnn import model_name, model_spec
+    try:
+        held = model_name(model_spec(path))
+    except (OSError, ValueError) as e:
+        raise SystemExit("%s: %s.json (the architecture beside the weights) is unreadable: %s"
+                         % (who, path, describe_error(e)))
+    if wanted and wanted != held:
+        raise SystemExit("%s: --model %s does not match --params %s, which holds a %s (with "
+                         "--params the architecture comes from the file; leave --model out)"
+                         % (who, wanted, path, held))
+    return held
+
+
+def random_model(name: str, who: str, **overrides: Any) -> FasterRCNN:
+    """The named model (frcnn_model.modeling.faster_rcnn.MODELS) with random weights not yet
+    initialised; a setting it cannot take (e.g. --precision bf16 for the FPN model) ends the
+    program with a message naming the tool and the model."""
+    from ..modeling.faster_rcnn import named_model
+    try:
+        return named_model(name, **overrides)
+    except (TypeError, ValueError) as e:
+        raise SystemExit("%s: --model %s: %s" % (who, name, e))

@@ -4,7 +4,9 @@
     frcnn-eval faster_rcnn_resnet50_v1b_voc.params --dataset voc:~/data/VOCdevkit --split 2007-test
 
 PARAMS is a file written by frcnn-train (its ``.json`` beside it names the architecture) or a
-GluonCV faster_rcnn_resnet50_v1b_voc parameter file. Prints the AP of each class and the mAP,
+GluonCV parameter file of faster_rcnn_resnet50_v1b_voc or faster_rcnn_fpn_resnet50_v1b_coco
+(told apart by its parameter names). ``--random-init --model NAME`` evaluates that network with
+random weights and the dataset's classes (a smoke run). Prints the AP of each class and the mAP,
 and with --json writes them to a file.
 """
 from __future__ import annotations
@@ -16,10 +18,19 @@ import time
 from typing import Optional, Sequence
 
 
+from .detect import MODEL_NAMES  # noqa: E402  (no MXNet import)
+
+
 def _parse(argv):
     p = argparse.ArgumentParser(prog="frcnn-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("params", help="parameter file (frcnn-train checkpoint or GluonCV's)")
+    p.add_argument("params", nargs="?",
+                   help="parameter file (frcnn-train checkpoint or GluonCV's)")
+    p.add_argument("--model", choices=sorted(MODEL_NAMES),
+                   help="the network of --random-init (default: faster_rcnn_resnet50_v1b_voc); "
+                   "with PARAMS only as a check of what the file holds")
+    p.add_argument("--random-init", action="store_true",
+                   help="no weights: the --model network with random weights (a smoke run)")
     p.add_argument("--dataset", default="synthetic",
                    help="synthetic (the validation set frcnn-train uses) | voc:ROOT")
     p.add_argument("--split", default="2007-test", help="VOC split (YEAR-NAME[,YEAR-NAME])")
@@ -42,7 +53,10 @@ def _parse(argv):
                    "default: an error naming every one")
     p.add_argument("--no-check-images", action="store_true",
                    help="voc: do not decode every image before evaluating")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if bool(args.params) == bool(args.random_init):
+        p.error("give PARAMS or --random-init (one of them)")
+    return args
 
 
 def _training_args(params):
@@ -61,16 +75,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     from ..data.transforms import FasterRCNNValTransform
     from ..evaluation.evaluate import evaluate
-    from ..modeling.faster_rcnn import model_spec
+    from ..data.classes import VOC_CLASSES
+    from ..modeling.faster_rcnn import MODELS, default_input_size, model_spec
     from .common import (PRESETS, check_precision_cli, checked_voc, load_model_checked,
-                         synthetic_set)
+                         model_for_params, random_model, synthetic_set)
 
     check_precision_cli(args.precision, "frcnn-eval")
-    # first: a bad file fails fast
-    net = load_model_checked(args.params, "frcnn-eval", precision=args.precision)
-    run = _training_args(args.params)
-    # the input size saved with the weights (as frcnn-detect reads it), not the run's log
-    short, max_size = model_spec(args.params).get("input_size") or (600, 1000)
+    if args.params:
+        # first: a bad file fails fast
+        model_for_params(args.params, args.model, "frcnn-eval")
+        net = load_model_checked(args.params, "frcnn-eval", precision=args.precision)
+        run = _training_args(args.params)
+        # the input size saved with the weights (as frcnn-detect reads it), not the run's log
+        short, max_size = default_input_size(model_spec(args.params))
+    else:
+        net, run = None, {}
+        short, max_size = default_input_size({"arch": MODELS[args.model or MODEL_NAMES[0]]})
     short, max_size = args.short or short, args.max_size or max_size
     if args.dataset == "synthetic":
         side = args.image_size or run.get("image_size") or 160
@@ -82,10 +102,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import os
         # the network's classes (saved in PARAMS.json); an object of another class is bad
         args.no_progress = not sys.stderr.isatty()
-        dataset = checked_voc(os.path.expanduser(args.dataset[4:]), args.split, net.classes,
+        classes = net.classes if net is not None else VOC_CLASSES
+        dataset = checked_voc(os.path.expanduser(args.dataset[4:]), args.split, classes,
                               args, "eval", "frcnn-eval")
     else:
         raise SystemExit("frcnn-eval: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
+    if net is None:  # --random-init: the dataset's classes
+        import mxnet as mx
+        net = random_model(args.model or MODEL_NAMES[0], "frcnn-eval", precision=args.precision,
+                           classes=tuple(dataset.classes))
+        mx.random.seed(args.seed or 0)
+        net.initialize(mx.init.Xavier())
     if tuple(net.classes) != tuple(dataset.classes):
         raise SystemExit("frcnn-eval: the network's classes %s are not the dataset's %s"
                          % (list(net.classes), list(dataset.classes)))

@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .common import PRESETS, checked_voc, synthetic_set, voc_splits
+from .detect import MODEL_NAMES
+
+# frcnn_model.modeling.faster_rcnn.MODELS (not imported here: MXNet would come with it)
+MODELS = dict(zip(MODEL_NAMES, ("faster_rcnn", "faster_rcnn_fpn")))
 
 if TYPE_CHECKING:
     from mxnet import gluon
@@ -48,6 +52,11 @@ def _parse(argv):
     p.add_argument("--num-val", type=int, help="synthetic: validation images (0: no mAP)")
     p.add_argument("--image-size", type=int, help="synthetic: image side in pixels")
     p.add_argument("--object-size", help="synthetic: MIN,MAX object side in pixels")
+    p.add_argument("--model", dest="arch", choices=sorted(MODEL_NAMES),
+                   default=MODEL_NAMES[0],
+                   help="the detector: the C4 one (GluonCV's faster_rcnn_resnet50_v1b_voc design) "
+                   "or the FPN one (faster_rcnn_fpn_resnet50_v1b_coco's), on --backbone with "
+                   "the preset's settings for it (default: %(default)s)")
     p.add_argument("--backbone", choices=["resnet18_v1b", "resnet50_v1b"])
     p.add_argument("--width", type=float, help="backbone channel multiplier")
     p.add_argument("--frozen-bn", type=int, choices=[0, 1],
@@ -97,9 +106,10 @@ def _parse(argv):
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
     for key, value in preset.items():
-        if key != "model" and getattr(args, key, None) is None:
+        if key not in ("model", "model_fpn") and getattr(args, key, None) is None:
             setattr(args, key, value)
-    args.model = dict(preset["model"])
+    fpn = MODELS[args.arch] == "faster_rcnn_fpn"
+    args.model = dict(preset["model_fpn" if fpn else "model"])
     if args.dataset is None:
         args.dataset = preset["dataset"]
     if args.dataset.startswith("voc") and ":" not in args.dataset:
@@ -167,9 +177,15 @@ def check_data(args: argparse.Namespace) -> int:
 
 
 def build_net(args: argparse.Namespace, classes: Sequence[str]) -> FasterRCNN:
-    from ..modeling.faster_rcnn import faster_rcnn
-    return faster_rcnn(args.backbone, width=args.width, use_global_stats=bool(args.frozen_bn),
-                       classes=tuple(classes), **args.model)
+    """The --model detector on --backbone / --width / --frozen-bn with the preset's settings
+    and the dataset's classes."""
+    from ..modeling.faster_rcnn import build_model
+    try:
+        return build_model(dict(arch=MODELS[args.arch], backbone=args.backbone,
+                                width=args.width, use_global_stats=bool(args.frozen_bn),
+                                classes=tuple(classes), **args.model))
+    except (TypeError, ValueError) as e:
+        raise SystemExit("frcnn-train: --model %s: %s" % (args.arch, e))
 
 
 def plot_curves(log: Dict[str, Any], path: str) -> None:
@@ -206,9 +222,9 @@ def plot_curves(log: Dict[str, Any], path: str) -> None:
 
 
 # the arguments that decide a run's trajectory: a resume with other values warns
-_TRAJECTORY = ("preset", "dataset", "train_split", "num_train", "image_size", "object_size",
-               "backbone", "width", "frozen_bn", "short", "max_size", "batch_size", "optimizer",
-               "lr", "lr_decay", "lr_decay_epoch", "lr_warmup", "wd", "momentum", "flip",
+_TRAJECTORY = ("preset", "arch", "dataset", "train_split", "num_train", "image_size",
+               "object_size", "backbone", "width", "frozen_bn", "short", "max_size",
+               "batch_size", "optimizer", "lr", "lr_decay", "lr_decay_epoch", "lr_warmup", "wd", "momentum", "flip",
                "seed", "kvstore", "classes", "skip_bad")
 
 
@@ -384,8 +400,9 @@ def _new_log(args, train_set, val_set):
     log = {"args": {k: v for k, v in vars(args).items()}, "epochs": [],
            "iterations": {k: [] for k in ("iter", "rpn_cls", "rpn_box", "rcnn_cls",
                                           "rcnn_box", "total")},
-           "title": "frcnn-train %s: %s x%s, %d train images, batch %d" % (
-               args.preset, args.backbone, args.width, len(train_set), args.batch_size)}
+           "title": "frcnn-train %s: %s%s x%s, %d train images, batch %d" % (
+               args.preset, "FPN " if MODELS[args.arch] == "faster_rcnn_fpn" else "",
+               args.backbone, args.width, len(train_set), args.batch_size)}
     if getattr(train_set, "bad", None) or getattr(val_set, "bad", None):
         log["bad_data"] = {"train": list(getattr(train_set, "bad", [])),
                            "val": list(getattr(val_set, "bad", []) if val_set else [])}

@@ -35,11 +35,17 @@ DEFAULTS = dict(
 
 def make_cfg(**overrides: Any) -> Dict[str, Any]:
     """DEFAULTS with overrides; derives num_class and turns clip=None into -1 (off)."""
-    unknown = set(overrides) - set(DEFAULTS)
+    return cfg_from(DEFAULTS, overrides)
+
+
+def cfg_from(defaults: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """``defaults`` (a model's DEFAULTS) with ``overrides``, which must all be known settings;
+    derives num_class and turns clip=None into -1 (off)."""
+    unknown = set(overrides) - set(defaults)
     if unknown:
         raise TypeError("frcnn_model: unknown settings %s (known: %s)"
-                        % (sorted(unknown), ", ".join(sorted(DEFAULTS))))
-    cfg = dict(DEFAULTS, **overrides)
+                        % (sorted(unknown), ", ".join(sorted(defaults))))
+    cfg = dict(defaults, **overrides)
     cfg["classes"] = tuple(cfg["classes"])
     cfg["num_class"] = len(cfg["classes"])
     cfg["clip"] = -1.0 if cfg["clip"] is None else float(cfg["clip"])
@@ -114,7 +120,7 @@ def detect(F: Any, net: nn.HybridBlock, x: Any, cfg: Dict[str, Any]) -> Tuple[An
     Returns ids (B, C*N, 1), scores (B, C*N, 1), bboxes (B, C*N, 4) with N = the number of
     proposals and C the foreground classes; rows NMS dropped are -1.
     """
-    num_class, post = cfg["num_class"], cfg["rpn_test_post_nms"]
+    post = cfg["rpn_test_post_nms"]
     # 1. backbone: (B, 3, H, W) -> (B, 1024, H/16, W/16)
     feat = net.features(x)
     # 2. RPN head: anchors (1, HWA, 4), scores (B, HWA, 1), deltas (B, HWA, 4)
@@ -124,18 +130,36 @@ def detect(F: Any, net: nn.HybridBlock, x: Any, cfg: Dict[str, Any]) -> Tuple[An
                              rpn_pre_nms_top_n=cfg["rpn_test_pre_nms"], rpn_post_nms_top_n=post,
                              threshold=cfg["rpn_nms_thresh"], rpn_min_size=cfg["rpn_min_size"],
                              clip=cfg["clip"])
-    rpn_boxes = F.slice_axis(props, axis=-1, begin=1, end=None)            # (B, post, 4)
     # 4. rois (B*post, 5) = [batch index, x1, y1, x2, y2], padded -1 rows included
-    batch_index = F.broadcast_like(F.contrib.arange_like(x, axis=0).reshape((-1, 1, 1)),
-                                   F.slice_axis(props, axis=-1, begin=0, end=1))
-    rois = F.concat(batch_index, rpn_boxes, dim=-1).reshape((-1, 5))
+    rpn_boxes, rois = proposal_rois(F, x, props)
     # 5. ROIAlign: (B*post, 1024, 14, 14)
     pooled = F.frcnn_roi_align(feat, rois, pooled_size=cfg["roi_size"],
                                spatial_scale=1.0 / cfg["stride"], sample_ratio=cfg["sample_ratio"])
     # 6. head: layer4 -> global average pool -> class and box predictors
     box_feat = F.contrib.AdaptiveAvgPooling2D(net.top_features(pooled), output_size=1)
-    cls_pred = net.class_predictor(box_feat).reshape((-4, -1, post, 0))   # (B, N, C+1)
-    box_pred = net.box_predictor(box_feat).reshape((-4, -1, post, -4, num_class, 4))
+    return rcnn_decode(F, net.class_predictor(box_feat), net.box_predictor(box_feat), rpn_boxes,
+                       cfg)
+
+
+def proposal_rois(F: Any, x: Any, props: Any) -> Tuple[Any, Any]:
+    """proposals (B, post, 5) -> their boxes (B, post, 4) and the rois (B*post, 5) =
+    [batch index, x1, y1, x2, y2] of ROIAlign, padded -1 rows included."""
+    rpn_boxes = F.slice_axis(props, axis=-1, begin=1, end=None)            # (B, post, 4)
+    batch_index = F.broadcast_like(F.contrib.arange_like(x, axis=0).reshape((-1, 1, 1)),
+                                   F.slice_axis(props, axis=-1, begin=0, end=1))
+    return rpn_boxes, F.concat(batch_index, rpn_boxes, dim=-1).reshape((-1, 5))
+
+
+def rcnn_decode(F: Any, cls_pred: Any, box_pred: Any, rpn_boxes: Any,
+                cfg: Dict[str, Any]) -> Tuple[Any, Any, Any]:
+    """The head's outputs to detections, as GluonCV's inference does after its predictors.
+
+    cls_pred (B*N, C+1) and box_pred (B*N, C*4) of the rois of rpn_boxes (B, N, 4) ->
+    ids (B, C*N, 1), scores (B, C*N, 1), bboxes (B, C*N, 4); rows NMS dropped are -1.
+    """
+    num_class, post = cfg["num_class"], cfg["rpn_test_post_nms"]
+    cls_pred = cls_pred.reshape((-4, -1, post, 0))                        # (B, N, C+1)
+    box_pred = box_pred.reshape((-4, -1, post, -4, num_class, 4))         # (B, N, C, 4)
     # 7. per-class scores: softmax, drop background, score <= thresh -> id -1, score 0
     scores = F.slice_axis(F.softmax(cls_pred, axis=-1), axis=-1, begin=1, end=None)  # (B, N, C)
     ids = F.broadcast_like(F.arange(num_class).reshape((1, 1, num_class)), scores)
@@ -191,6 +215,11 @@ class FasterRCNN(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         return detect(F, self, x, self._frcnn_cfg)
 
+    def rpn_outputs(self, F: Any, x: Any) -> Tuple[Any, Any, Any]:
+        """anchors (1, HWA, 4), objectness (B, HWA, 1) after the sigmoid, deltas (B, HWA, 4)
+        of an input batch (what the proposal step takes)."""
+        return rpn_head(F, self.rpn, self.features(x))
+
     def load_parameters(self, filename: str, ctx: Optional[mx.Context] = None,
                         allow_missing: bool = False, ignore_extra: bool = False,
                         cast_dtype: bool = False, dtype_source: str = "current") -> None:
@@ -211,18 +240,18 @@ class FasterRCNN(nn.HybridBlock):
                                 cast_dtype=cast_dtype, dtype_source=dtype_source)
 
 
-def stages(net: FasterRCNN, x: mx.nd.NDArray) -> Dict[str, np.ndarray]:
-    """Eager pass that also returns what the RPN saw, for figures (frcnn-detect).
+def stages(net: nn.HybridBlock, x: mx.nd.NDArray) -> Dict[str, np.ndarray]:
+    """Eager pass that also returns what the RPN saw, for figures (frcnn-detect); for the C4
+    model and the FPN one (its levels together, as its proposal step sees them).
 
     Returns a dict of NumPy arrays for image 0: rpn_scores (HWA,), rpn_boxes (HWA, 4) decoded
     and clipped before NMS, proposals (post, 5) after NMS.
     """
     F = mx.nd
     cfg = net._frcnn_cfg
-    feat = net.features(x)
-    anchors, rpn_scores, rpn_deltas = rpn_head(F, net.rpn, feat)
-    boxes = F.frcnn_clip_boxes(F.frcnn_box_decode(rpn_deltas, anchors, format="corner"),
-                               image_size(F, x))
+    anchors, rpn_scores, rpn_deltas = net.rpn_outputs(F, x)
+    boxes = F.frcnn_clip_boxes(F.frcnn_box_decode(rpn_deltas, anchors, format="corner",
+                                                  clip=cfg["clip"]), image_size(F, x))
     props = F.frcnn_proposal(rpn_scores, rpn_deltas, anchors, image_size(F, x),
                              rpn_pre_nms_top_n=cfg["rpn_test_pre_nms"],
                              rpn_post_nms_top_n=cfg["rpn_test_post_nms"],
@@ -294,18 +323,33 @@ _BASE_PREFIXES = (("conv1.", "features.0."), ("bn1.", "features.1."),
                   ("layer3.", "features.6."), ("layer4.", "top_features.0."))
 
 
+# ... and the FPN detector's backbone (FPNFeatures' blocks)
+_FPN_BASE_PREFIXES = (("conv1.", "features.stem.0."), ("bn1.", "features.stem.1."),
+                      ("layer1.", "features.layer1."), ("layer2.", "features.layer2."),
+                      ("layer3.", "features.layer3."), ("layer4.", "features.layer4."))
+
+
 def load_pretrained_base(net: FasterRCNN, path: str) -> int:
     """Copies a GluonCV ResNet v1b classifier's ``save_parameters`` file (e.g. resnet50_v1b's
-    ImageNet weights) into the detector's features and top_features (its fc layer is not
-    used). Every backbone parameter must come from the file with the right shape: anything
+    ImageNet weights) into the detector's backbone: the C4 model's features and top_features,
+    the FPN model's ResNet under its pyramid (the classifier's fc layer is not used). Every backbone parameter must come from the file with the right shape: anything
     missing or mismatched is an error naming it. Call after ``net.initialize()``."""
     import mxnet as mx
     loaded = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(path).items()}
-    params = net._collect_params_with_prefix()
+    prefixes = _BASE_PREFIXES
+    if hasattr(net.features, "gluoncv_names"):
+        # the FPN's backbone by its block names (its files use GluonCV's flat names instead);
+        # the pyramid's layers are not the classifier's
+        params = {"features." + k: v for k, v in
+                  nn.Block._collect_params_with_prefix(net.features).items()
+                  if k.startswith(("stem.", "layer"))}
+        prefixes = _FPN_BASE_PREFIXES
+    else:
+        params = net._collect_params_with_prefix()
     backbone = sorted(k for k in params if k.startswith(("features.", "top_features.")))
     copied = set()
     for key, value in loaded.items():
-        target = next((new + key[len(old):] for old, new in _BASE_PREFIXES
+        target = next((new + key[len(old):] for old, new in prefixes
                        if key.startswith(old)), None)
         if target is None:
             continue  # the classifier (fc) and anything else outside the backbone
@@ -335,6 +379,7 @@ def save_model(net: FasterRCNN, path: str,
     written crash-safe (:func:`frcnn_model.training.checkpoint.atomic_file`)."""
     from ..training.checkpoint import atomic_file, write_json
     spec = dict(getattr(net, "spec", {"backbone": "resnet50_v1b"}))
+    spec.setdefault("arch", "faster_rcnn")  # which builder load_model calls
     if input_size is not None:
         spec["input_size"] = [int(v) for v in input_size]
     # each file atomically (a temporary file fsynced, then renamed): a crash leaves the old
@@ -344,25 +389,74 @@ def save_model(net: FasterRCNN, path: str,
     write_json(path + ".json", spec, indent=1)
 
 
+# the named models (frcnn-train/-eval/-detect --model) and the ``arch`` of each in a spec
+MODELS = {"faster_rcnn_resnet50_v1b_voc": "faster_rcnn",
+          "faster_rcnn_fpn_resnet50_v1b_coco": "faster_rcnn_fpn"}
+
+
 def model_spec(path: str) -> Dict[str, Any]:
-    """The architecture saved beside ``path`` by :func:`save_model` (GluonCV's seed model for a
-    parameter file without one)."""
+    """The architecture saved beside ``path`` by :func:`save_model`; for a parameter file
+    without one (GluonCV's), the GluonCV model its parameter names say:
+    faster_rcnn_fpn_resnet50_v1b_coco (an FPN RPN head, ``rpn.rpn_head.*``) or the seed
+    faster_rcnn_resnet50_v1b_voc. ``spec['arch']`` is 'faster_rcnn' (C4; absent in files of
+    older versions) or 'faster_rcnn_fpn'."""
     import json
     import os
     if os.path.exists(path + ".json"):
         with open(path + ".json") as f:
-            return json.load(f)
-    return {"backbone": "resnet50_v1b"}
+            spec = json.load(f)
+        spec.setdefault("arch", "faster_rcnn")
+        return spec
+    from .fpn import is_fpn_params
+    if is_fpn_params(list(mx.nd.load(path)) if os.path.isfile(path) else None):
+        return {"arch": "faster_rcnn_fpn", "backbone": "resnet50_v1b"}
+    return {"arch": "faster_rcnn", "backbone": "resnet50_v1b"}
+
+
+def model_name(spec: Dict[str, Any]) -> str:
+    """The named model (a key of MODELS) whose architecture ``spec`` has."""
+    return {v: k for k, v in MODELS.items()}.get(spec.get("arch", "faster_rcnn"),
+                                                 str(spec.get("arch")))
+
+
+def default_input_size(spec: Dict[str, Any]) -> Tuple[int, int]:
+    """(short, max_size) of the test-time resize: the size saved with the weights, else
+    GluonCV's for the architecture (C4 VOC 600/1000, FPN COCO 800/1333)."""
+    if spec.get("input_size"):
+        return tuple(int(v) for v in spec["input_size"])
+    return (800, 1333) if spec.get("arch") == "faster_rcnn_fpn" else (600, 1000)
+
+
+def build_model(spec: Dict[str, Any]) -> FasterRCNN:
+    """The (uninitialised) network of a spec (:func:`model_spec`, ``net.spec``)."""
+    spec = dict(spec)
+    arch = spec.pop("arch", "faster_rcnn")
+    if arch == "faster_rcnn":
+        return faster_rcnn(**spec)
+    if arch == "faster_rcnn_fpn":
+        from .fpn import faster_rcnn_fpn
+        return faster_rcnn_fpn(**spec)
+    raise ValueError("frcnn_model: unknown architecture arch=%r (known: %s)"
+                     % (arch, ", ".join(sorted(set(MODELS.values())))))
+
+
+def named_model(name: str, **overrides: Any) -> FasterRCNN:
+    """A model of MODELS by name (random init), e.g. 'faster_rcnn_fpn_resnet50_v1b_coco'."""
+    if name not in MODELS:
+        raise ValueError("frcnn_model: unknown model %r (known: %s)"
+                         % (name, ", ".join(sorted(MODELS))))
+    return build_model(dict(arch=MODELS[name], backbone="resnet50_v1b", **overrides))
 
 
 def load_model(path: str, ctx: Optional[mx.Context] = None, **overrides: Any) -> FasterRCNN:
     """The network saved by :func:`save_model` (architecture from ``path + '.json'``), or, for a
-    parameter file without one (e.g. GluonCV's), faster_rcnn_resnet50_v1b_voc; ``overrides``
-    change test-time settings (e.g. ``rpn_test_post_nms``, ``precision='bf16'``)."""
+    parameter file without one (GluonCV's), the GluonCV model its parameter names say (see
+    :func:`model_spec`); ``overrides`` change test-time settings (e.g. ``rpn_test_post_nms``,
+    ``precision='bf16'`` for the C4 model)."""
     spec = model_spec(path)
     spec.pop("precision", None)
     spec.pop("input_size", None)
     spec.update(overrides)
-    net = faster_rcnn(**spec)
+    net = build_model(spec)
     net.load_parameters(path, ctx=ctx)
     return net

@@ -12,6 +12,12 @@ hybridized stages:
   stage 2 (graph):   frcnn_roi_align on the sampled rois (its backward feeds the features) ->
                      top_features -> class and box predictors
 
+The FPN model (:class:`frcnn_model.modeling.fpn.FasterRCNNFPN`) trains the same way with its
+pieces: stage 1 returns P2..P6 and every level's logits and deltas concatenated (one
+frcnn_proposal over them), the RPN targets are computed on all levels' anchors concatenated
+(GluonCV's FPN training does the same), and stage 2 pools the sampled rois with
+frcnn_multilevel_roi_align (its backward feeds each level) before the two dense layers.
+
 Losses (GluonCV's): RPN sigmoid binary cross-entropy + Huber (rho 1/9), head softmax
 cross-entropy + Huber (rho 1); each summed over the batch's sampled entries and divided by
 their count, times the batch size as GluonCV's per-image terms add up (``trainer.step(B)``
@@ -19,7 +25,7 @@ divides it again).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import mxnet as mx
@@ -28,6 +34,7 @@ from mxnet.gluon import nn
 
 from ..modeling.anchors import feature_anchors
 from ..modeling.faster_rcnn import FasterRCNN, rpn_raw
+from ..modeling.fpn import FasterRCNNFPN, fpn_rpn_raw, level_anchor_args, pyramid_align
 from .targets import RPNTargetGenerator, rcnn_sample, rcnn_targets
 
 
@@ -76,11 +83,51 @@ class _Stage2(nn.HybridBlock):
         return cls_pred, box_pred
 
 
+class _Stage1FPN(nn.HybridBlock):
+    """The FPN's stage 1: (B, 3, H, W), (B, 2) -> P2..P6, logits (B, N, 1) and deltas
+    (B, N, 4) of all levels concatenated, proposals (B, post, 5) (no gradient)."""
+
+    def __init__(self, net, cfg):
+        super().__init__(prefix="")
+        self._cfg = cfg
+        self.features = net.features
+        self.rpn = net.rpn
+
+    def hybrid_forward(self, F, x, im_hw):
+        cfg = self._cfg
+        feats = self.features(x)
+        anchors, logits, deltas = fpn_rpn_raw(F, self.rpn, feats)
+        props = F.frcnn_proposal(F.sigmoid(F.stop_gradient(logits)), F.stop_gradient(deltas),
+                                 anchors, im_hw, rpn_pre_nms_top_n=cfg["rpn_train_pre_nms"],
+                                 rpn_post_nms_top_n=cfg["rpn_train_post_nms"],
+                                 threshold=cfg["rpn_nms_thresh"],
+                                 rpn_min_size=cfg["rpn_min_size"], clip=cfg["clip"])
+        return tuple(feats) + (logits, deltas, props)
+
+
+class _Stage2FPN(nn.HybridBlock):
+    """The FPN's stage 2: P2..P5, rois (B*S, 5), box-regressed roi indices (B*P,) ->
+    class logits (B*S, C+1), box deltas (B*P, C*4)."""
+
+    def __init__(self, net, cfg):
+        super().__init__(prefix="")
+        self._cfg = cfg
+        self.box_features = net.box_features
+        self.class_predictor = net.class_predictor
+        self.box_predictor = net.box_predictor
+
+    def hybrid_forward(self, F, p2, p3, p4, p5, rois, pos_index):
+        box_feat = self.box_features(pyramid_align(F, rois, (p2, p3, p4, p5), self._cfg))
+        return (self.class_predictor(box_feat),
+                self.box_predictor(F.take(box_feat, pos_index)))
+
+
 class TrainStep:
     """Forward, losses and backward of one batch; ``trainer.step`` is the caller's.
 
-    ``net`` is a :class:`frcnn_model.FasterRCNN`; its blocks are shared, not copied, so the
-    trainer updates ``net.collect_params()`` and the inference ``net`` sees the update.
+    ``net`` is a :class:`frcnn_model.FasterRCNN` (C4) or a
+    :class:`frcnn_model.FasterRCNNFPN`; its blocks are shared, not copied, so the trainer
+    updates ``net.collect_params()`` and the inference ``net`` sees the update.
     """
 
     def __init__(self, net: FasterRCNN, hybridize: bool = True, seed: int = 0) -> None:
@@ -88,8 +135,9 @@ class TrainStep:
         self.cfg = cfg
         self.num_class = cfg["num_class"]
         self.max_pos = int(round(cfg["num_sample"] * cfg["pos_ratio"]))
-        self.stage1 = _Stage1(net, cfg)
-        self.stage2 = _Stage2(net, cfg)
+        self.fpn = isinstance(net, FasterRCNNFPN)
+        self.stage1 = (_Stage1FPN if self.fpn else _Stage1)(net, cfg)
+        self.stage2 = (_Stage2FPN if self.fpn else _Stage2)(net, cfg)
         if hybridize:
             self.stage1.hybridize(static_alloc=True)
             self.stage2.hybridize(static_alloc=True)
@@ -103,16 +151,25 @@ class TrainStep:
         self.rcnn_box_loss = gluon.loss.HuberLoss(rho=1.0)
         self._anchors = {}
 
-    def anchors(self, feat_hw: Tuple[int, int]) -> np.ndarray:
-        """(H*W*A, 4) numpy anchors of a feature map, as the network's anchor constant."""
+    def anchors(self, feat_hw: Union[Tuple[int, int], Tuple[Tuple[int, int], ...]]
+                ) -> np.ndarray:
+        """(H*W*A, 4) numpy anchors of a feature map, as the network's anchor constant; for
+        the FPN, ``feat_hw`` is each level's (H, W) and the levels' anchors are concatenated
+        in level order (as the network's RPN concatenates them)."""
         if feat_hw not in self._anchors:
             cfg = self.cfg
-            self._anchors[feat_hw] = feature_anchors(
-                feat_hw, stride=cfg["stride"], base_size=cfg["base_size"], ratios=cfg["ratios"],
-                scales=cfg["scales"])[0]
+            if self.fpn:
+                self._anchors[feat_hw] = np.concatenate([
+                    feature_anchors(hw, stride=a["stride"], base_size=a["base_size"],
+                                    ratios=a["ratios"], scales=a["scales"])[0]
+                    for hw, a in zip(feat_hw, level_anchor_args(cfg))])
+            else:
+                self._anchors[feat_hw] = feature_anchors(
+                    feat_hw, stride=cfg["stride"], base_size=cfg["base_size"],
+                    ratios=cfg["ratios"], scales=cfg["scales"])[0]
         return self._anchors[feat_hw]
 
-    def rpn_targets(self, feat_hw: Tuple[int, int], labels: np.ndarray, im_hw: np.ndarray
+    def rpn_targets(self, feat_hw: Any, labels: np.ndarray, im_hw: np.ndarray
                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, N) cls targets, (B, N, 4) box targets and masks for a padded batch."""
         anchors = self.anchors(feat_hw)
@@ -139,10 +196,16 @@ class TrainStep:
         x = mx.nd.array(data, ctx=ctx)
         hw = mx.nd.array(im_hw, ctx=ctx)
         with autograd.record():
-            feat, logits, deltas, props = self.stage1(x, hw)
+            out = self.stage1(x, hw)
+            if self.fpn:  # P2..P6: the head pools from P2..P5
+                feats, (logits, deltas, props) = out[:-3], out[-3:]
+                feat_hw = tuple(tuple(f.shape[2:]) for f in feats)
+                feats = feats[:4]
+            else:
+                feat, logits, deltas, props = out
+                feat_hw, feats = tuple(feat.shape[2:]), (feat,)
             # targets (NumPy/Cython; nothing here is recorded)
-            rpn_cls_t, rpn_box_t, rpn_mask = self.rpn_targets(tuple(feat.shape[2:]), labels,
-                                                              im_hw)
+            rpn_cls_t, rpn_box_t, rpn_mask = self.rpn_targets(feat_hw, labels, im_hw)
             props = props.asnumpy()
             rois, samples, matches = rcnn_sample(
                 props[:, :, 1:], props[:, :, :1], gt_boxes, num_sample=cfg["num_sample"],
@@ -154,7 +217,7 @@ class TrainStep:
             batch_index = np.repeat(np.arange(batch, dtype=np.float32), num_sample)[:, None]
             flat_rois = np.concatenate([batch_index, rois.reshape(-1, 4)], axis=1)
             flat_index = (indices + np.arange(batch)[:, None] * num_sample).reshape(-1)
-            cls_pred, box_pred = self.stage2(feat, mx.nd.array(flat_rois, ctx=ctx),
+            cls_pred, box_pred = self.stage2(*feats, mx.nd.array(flat_rois, ctx=ctx),
                                              mx.nd.array(flat_index, ctx=ctx))
             # RPN losses: over the sampled anchors (target >= 0)
             rpn_cls_t = mx.nd.array(rpn_cls_t, ctx=ctx)
