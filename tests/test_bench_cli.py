@@ -160,7 +160,7 @@ def test_time_pair_interleaves():
 
 def test_one_case_list():
     """frcnn-bench's rows are cases of the suites' list, each id once (pytest params)."""
-    suite = C.suite_cases(*C.GROUPS, "multilevel_roi_align", "sweep")
+    suite = C.suite_cases(*C.GROUPS, "sweep")
     ids = [c.id for c in suite]
     assert len(ids) == len(set(ids))
     rows = C.comparisons(C.Env())

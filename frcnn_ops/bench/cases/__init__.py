@@ -19,7 +19,8 @@ __all__ = ["Agreement", "Comparison", "Env", "GROUPS", "Pair", "SIZES", "all_cas
            "tv_nms_check"]
 
 # frcnn-bench's --cases keys, in table order
-GROUPS = ("box_decode", "clip_boxes", "proposal", "nms", "roi_align", "model")
+GROUPS = ("box_decode", "clip_boxes", "proposal", "nms", "roi_align", "multilevel_roi_align",
+          "model")
 
 
 def all_cases(device="cpu"):

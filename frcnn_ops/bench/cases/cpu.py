@@ -204,11 +204,13 @@ def multilevel(backward):
                                                       + (S.FPN_C,))
 
     def setup(env):
-        # no check: an extra case, timed only (tests/ hold ours to GluonCV's pyramid)
-        return Pair(*multilevel_fns(env.mx, backward=backward))
+        # timed only: GluonCV's pyramid sums contrib.ROIAlign rows MXNet leaves unwritten
+        # (tests/test_multilevel_roi_align.py holds ours to its other, unmasked branch)
+        return Pair(*multilevel_fns(env.mx, backward=backward),
+                    timing_only("GluonCV's masked rows are unwritten memory"))
     return [Comparison("multilevel_roi_align", op, shape,
                        "GluonCV FasterRCNN._pyramid_roi_feats", setup, GLUONCV,
-                       slow="ref" if backward else False, extra=True)]
+                       slow="ref" if backward else False)]
 
 
 def fpn_proposal(pre, post):
@@ -234,7 +236,7 @@ def cpu_cases():
     seed = (box_decode() + clip_boxes()
             + [c for pre, post in S.PROPOSALS for c in proposal(pre, post)]
             + [c for pre, post in S.FPN_PROPOSALS for c in fpn_proposal(pre, post)]
-            + nms_rpn() + nms_per_class() + roi_align(False) + roi_align(True))
-    extra = (box_decode(8) + clip_boxes(8) + proposal_batch4() + nms_rpn(12000)
-             + multilevel(False) + multilevel(True))
+            + nms_rpn() + nms_per_class() + roi_align(False) + roi_align(True)
+            + multilevel(False) + multilevel(True))
+    extra = box_decode(8) + clip_boxes(8) + proposal_batch4() + nms_rpn(12000)
     return seed + extra
