@@ -167,7 +167,7 @@ def _bad_files(reference, folder):
     net(mx.nd.zeros((1, 3, 32, 32)))
     p = folder / "resnet18_classifier.params"
     net.save_parameters(str(p))
-    out["foreign"] = (p, "does not fit the architecture resnet50_v1b")
+    out["foreign"] = (p, "does not fit the architecture faster_rcnn_resnet50_v1b_voc (resnet50_v1b")
     # a checkpoint whose manifest disagrees with its weights
     ck = folder / "ck"
     shutil.copytree(reference, ck)

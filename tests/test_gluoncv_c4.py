@@ -263,8 +263,9 @@ def test_syncbn_builds_with_gluoncv_imported_first(tmp_path):
             "net = z.get_model('faster_rcnn_fpn_syncbn_resnet50_v1b_coco', pretrained=False,"
             " pretrained_base=False)\n"
             "frcnn_ops.patch_gluoncv(net)\nprint('built')\n")
+    # from tmp_path: the repository root's frcnn_ops/ source tree would shadow the install
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, cwd=str(tmp_path))
     assert run.returncode == 0 and "built" in run.stdout, run.stderr[-2000:]
 
 

@@ -408,7 +408,11 @@ def model_spec(path: str) -> Dict[str, Any]:
         spec.setdefault("arch", "faster_rcnn")
         return spec
     from .fpn import is_fpn_params
-    if is_fpn_params(list(mx.nd.load(path)) if os.path.isfile(path) else None):
+    try:
+        names = list(mx.nd.load(path)) if os.path.isfile(path) else None
+    except mx.base.MXNetError:  # not a parameter file: loading it names the problem later
+        names = None
+    if is_fpn_params(names):
         return {"arch": "faster_rcnn_fpn", "backbone": "resnet50_v1b"}
     return {"arch": "faster_rcnn", "backbone": "resnet50_v1b"}
 
