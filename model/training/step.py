@@ -38,6 +38,15 @@ from ..modeling.fpn import FasterRCNNFPN, fpn_rpn_raw, level_anchor_args, pyrami
 from .targets import RPNTargetGenerator, rcnn_sample, rcnn_targets
 
 
+def _train_proposals(F, logits, deltas, anchors, im_hw, cfg):
+    """The RPN's proposals with the training setting (no gradient), for either stage 1."""
+    return F.frcnn_proposal(F.sigmoid(F.stop_gradient(logits)), F.stop_gradient(deltas),
+                            anchors, im_hw, rpn_pre_nms_top_n=cfg["rpn_train_pre_nms"],
+                            rpn_post_nms_top_n=cfg["rpn_train_post_nms"],
+                            threshold=cfg["rpn_nms_thresh"], rpn_min_size=cfg["rpn_min_size"],
+                            clip=cfg["clip"])
+
+
 class _Stage1(nn.HybridBlock):
     """(B, 3, H, W) images, (B, 2) [h, w] -> features, RPN logits (B, HWA, 1), RPN deltas
     (B, HWA, 4), proposals (B, post, 5) = [score, x1, y1, x2, y2] (no gradient)."""
@@ -49,14 +58,9 @@ class _Stage1(nn.HybridBlock):
         self.rpn = net.rpn
 
     def hybrid_forward(self, F, x, im_hw):
-        cfg = self._cfg
         feat = self.features(x)
         anchors, logits, deltas = rpn_raw(F, self.rpn, feat)
-        props = F.frcnn_proposal(F.sigmoid(F.stop_gradient(logits)), F.stop_gradient(deltas),
-                                 anchors, im_hw, rpn_pre_nms_top_n=cfg["rpn_train_pre_nms"],
-                                 rpn_post_nms_top_n=cfg["rpn_train_post_nms"],
-                                 threshold=cfg["rpn_nms_thresh"],
-                                 rpn_min_size=cfg["rpn_min_size"], clip=cfg["clip"])
+        props = _train_proposals(F, logits, deltas, anchors, im_hw, self._cfg)
         return feat, logits, deltas, props
 
 
@@ -94,14 +98,9 @@ class _Stage1FPN(nn.HybridBlock):
         self.rpn = net.rpn
 
     def hybrid_forward(self, F, x, im_hw):
-        cfg = self._cfg
         feats = self.features(x)
         anchors, logits, deltas = fpn_rpn_raw(F, self.rpn, feats)
-        props = F.frcnn_proposal(F.sigmoid(F.stop_gradient(logits)), F.stop_gradient(deltas),
-                                 anchors, im_hw, rpn_pre_nms_top_n=cfg["rpn_train_pre_nms"],
-                                 rpn_post_nms_top_n=cfg["rpn_train_post_nms"],
-                                 threshold=cfg["rpn_nms_thresh"],
-                                 rpn_min_size=cfg["rpn_min_size"], clip=cfg["clip"])
+        props = _train_proposals(F, logits, deltas, anchors, im_hw, self._cfg)
         return tuple(feats) + (logits, deltas, props)
 
 
