@@ -12,6 +12,7 @@ import pytest
 mx = pytest.importorskip("mxnet")
 
 from frcnn_model.modeling.faster_rcnn import faster_rcnn, load_model, save_model  # noqa: E402
+from testutil import synthetic_train_batch  # noqa: E402
 
 CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 SMALL = dict(scales=(1, 2, 4, 8), ratios=(0.5, 1, 2), rpn_train_pre_nms=2000,
@@ -28,11 +29,7 @@ def _net(seed=0, **kw):
 
 
 def _batch(n=2, size=128, seed=0):
-    from frcnn_model.data.datasets import SyntheticShapes
-    from frcnn_model.data.transforms import FasterRCNNTrainTransform, batchify
-    data = SyntheticShapes(n, seed=seed, size=(size, size))
-    tf = FasterRCNNTrainTransform(short=size, max_size=size, flip_p=0.0)
-    return batchify([tf(*data[i]) for i in range(n)])
+    return synthetic_train_batch(n, size, seed)
 
 
 def test_loss_falls_over_a_few_iterations():

@@ -8,6 +8,7 @@ mx = pytest.importorskip("mxnet")
 
 import frcnn_model  # noqa: E402
 from frcnn_model.training.step import TrainStep  # noqa: E402
+from testutil import synthetic_train_batch  # noqa: E402
 
 CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 # anchors of 16 and 32 pixels: on a 128-pixel image every level has anchors inside it (larger
@@ -26,11 +27,7 @@ def _small_fpn(seed=0):
 
 
 def _batch(n=2, size=128, seed=0):
-    from frcnn_model.data.datasets import SyntheticShapes
-    from frcnn_model.data.transforms import FasterRCNNTrainTransform, batchify
-    data = SyntheticShapes(n, seed=seed, size=(size, size))
-    tf = FasterRCNNTrainTransform(short=size, max_size=size, flip_p=0.0)
-    return batchify([tf(*data[i]) for i in range(n)])
+    return synthetic_train_batch(n, size, seed)
 
 
 def _grad_norm(block):

@@ -62,3 +62,12 @@ def gluoncv_unmasked_reference(net):
     net._pyramid_roi_feats = types.MethodType(
         lambda self, F, *a, **k: pyramid(self, _Unmasked(F), *a, **k), net)
     return net
+
+
+def synthetic_train_batch(n=2, size=128, seed=0):
+    """A batchified training batch of n SyntheticShapes images at size x size (no flips)."""
+    from frcnn_model.data.datasets import SyntheticShapes
+    from frcnn_model.data.transforms import FasterRCNNTrainTransform, batchify
+    data = SyntheticShapes(n, seed=seed, size=(size, size))
+    tf = FasterRCNNTrainTransform(short=size, max_size=size, flip_p=0.0)
+    return batchify([tf(*data[i]) for i in range(n)])
