@@ -1,6 +1,9 @@
 """frcnn-bench (frcnn_ops.bench.cli): runs in-process with --quick on a few cases; checks the
 table's rows, the JSON, the PNG, the exit status and the MISMATCH path. Never asserts times."""
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -172,3 +175,91 @@ def test_one_case_list():
     assert [c.sweep for c in sweep] == ["rois", "rois", "anchors", "anchors"]
     gpu = C.suite_cases(*C.GROUPS, device="gpu")
     assert all("cupy_gpu" in c.needs for c in gpu)
+
+
+def _cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), fields[0]   # utime + stime, state
+
+
+def _gone(pid):
+    try:
+        return _cpu_ticks(pid)[1] in ("Z", "X")   # a zombie nobody reaped yet is gone too
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_under_load_and_no_thp_columns(mx, capsys, monkeypatch, tmp_path):
+    from frcnn_ops.bench import conditions as K
+    started = []
+
+    class Recorded(K.BusyLoop):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            started.append(self.proc.pid)
+
+    monkeypatch.setattr(K, "BusyLoop", Recorded)
+    path = tmp_path / "bench.json"
+    code, out = _run(capsys, "--cases", "clip_boxes", "--under-load", "--no-thp",
+                     "--json", str(path))
+    assert code == 0, out
+    assert "under load: ref ms" in out and "no THP: ref ms" in out and "kept" in out
+    doc = json.loads(path.read_text())
+    assert doc["rows"]
+    for row in doc["rows"]:
+        for key in ("loaded", "no_thp"):
+            c = row[key]
+            assert c["ours_ms"] > 0 and c["ref_ms"] > 0 and c["pairs"] >= 1, (key, c)
+        assert row["loaded"]["kept"] == pytest.approx(row["loaded"]["speedup"] / row["speedup"])
+    assert len(started) == 1 and _gone(started[0])   # the busy loop ended with the run
+    assert not K.thp_disabled()                       # huge pages back as they were
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_busy_loop_runs_only_when_asked_and_ends():
+    from frcnn_ops.bench.conditions import BusyLoop
+    with BusyLoop() as busy:
+        pid = busy.proc.pid
+        t0, state = _cpu_ticks(pid)
+        time.sleep(0.3)
+        assert _cpu_ticks(pid)[0] - t0 <= 2 and state == "T"    # stopped until asked
+        with busy.running():
+            t0 = _cpu_ticks(pid)[0]
+            time.sleep(0.5)
+            assert _cpu_ticks(pid)[0] - t0 >= 10     # it spins (clock ticks of 10 ms)
+        assert _cpu_ticks(pid)[1] == "T"
+    assert _gone(pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_busy_loop_dies_with_frcnn_bench(tmp_path):
+    """A frcnn-bench killed mid-run leaves no busy loop behind (PR_SET_PDEATHSIG), stopped or
+    running."""
+    code = ("import os, sys; from frcnn_ops.bench.conditions import BusyLoop; b = BusyLoop(); "
+            "print(b.proc.pid, flush=True); os.kill(b.proc.pid, 18) if sys.argv[1] == 'run' "
+            "else None; os._exit(0)")
+    for mode in ("stopped", "run"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)
+        pid = int(out.stdout.split()[0])
+        deadline = time.time() + 10
+        while not _gone(pid) and time.time() < deadline:
+            time.sleep(0.05)
+        assert _gone(pid), mode
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_no_thp_takes_effect_and_restores():
+    import resource
+    from frcnn_ops.bench.conditions import no_thp, thp_disabled
+    before = thp_disabled()
+    with no_thp():
+        assert thp_disabled()
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        a = np.ones(64 << 18, np.float32)     # 64 MiB, fresh: every 4 KiB page faults
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+        del a
+    assert faults >= 0.9 * (64 << 20) / 4096, faults
+    assert thp_disabled() == before

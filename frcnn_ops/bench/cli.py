@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 
 EPILOG = """\
 examples:
@@ -24,6 +25,7 @@ examples:
   frcnn-bench --quick                  fewer timed pairs (model: 1 pair), under 2 minutes
   frcnn-bench --plot bench.png --json bench.json
   frcnn-bench --cases proposal,nms --threads 1
+  frcnn-bench --under-load --no-thp    each row also with a busy core, and without huge pages
   frcnn-bench --device gpu             CuPy path against torchvision.ops on CUDA
 
 exit status: 0 all agree, 1 a MISMATCH or an error, 2 bad usage or --device gpu without a GPU.
@@ -58,6 +60,14 @@ def parse_args(argv=None):
                         "MXNet (and torch.set_num_threads)")
     p.add_argument("--cases", metavar="LIST", default=",".join(GROUPS),
                    help="comma-separated subset of: %s (default: all)" % ", ".join(GROUPS))
+    p.add_argument("--under-load", action="store_true",
+                   help="also time each row with one competing busy-loop process (started "
+                        "for the run only, running only while those pairs are timed): "
+                        "columns 'loaded' and 'kept' (loaded speedup / quiet speedup)")
+    p.add_argument("--no-thp", action="store_true",
+                   help="also time each row with transparent huge pages disabled for this "
+                        "process (prctl PR_SET_THP_DISABLE): fresh outputs fault in 4 KiB "
+                        "pages, as on a machine whose memory is fragmented")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -66,6 +76,8 @@ def parse_args(argv=None):
         p.error("--cases: unknown %s (choose from %s)" % (", ".join(unknown) or "(empty)",
                                                           ", ".join(GROUPS)))
     args.cases = cases
+    if (args.under_load or args.no_thp) and not sys.platform.startswith("linux"):
+        p.error("--under-load and --no-thp need Linux (prctl); this is %s" % sys.platform)
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be >= 1")
     return args
@@ -123,6 +135,19 @@ def _write(args, info, rows, sweep_rows, notes, failed, elapsed):
         plot(args.plot, rows, sweep_rows, title)
 
 
+def _conditions(args, stack):
+    """--under-load and --no-thp: name -> context manager factory (run.run_comparison); the
+    busy-loop process lives in ``stack`` (killed when the run ends, however it ends)."""
+    from . import conditions as K
+    out = {}
+    if args.under_load:
+        busy = stack.enter_context(K.BusyLoop())
+        out["loaded"] = busy.running
+    if args.no_thp:
+        out["no_thp"] = K.no_thp
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     notes = []
@@ -151,7 +176,9 @@ def main(argv=None):
     info = report.machine_info(args)
     print(report.header(info, args, frcnn_ops.__version__), flush=True)
     progress = Progress(len(comps) + len(sweep_points), not args.no_progress)
-    rows, sweep_rows = run_all(comps, sweep_points, env, args.quick, progress)
+    with ExitStack() as stack:
+        conditions = _conditions(args, stack)
+        rows, sweep_rows = run_all(comps, sweep_points, env, args.quick, progress, conditions)
 
     notes = notes + env.notes + report.run_notes(rows, info)
     failed = [r for r in rows if r["agreement"] in ("mismatch", "error")]

@@ -102,6 +102,52 @@ def rows_table(rows):
     return format_table(headers, lines, right=(3, 4, 5, 6))
 
 
+CONDITIONS = (("loaded", "under load"), ("no_thp", "no THP"))
+
+
+def _kept(v):
+    return "-" if v is None else "%.2f" % v
+
+
+def conditions_table(rows):
+    """The rows again under --under-load / --no-thp, beside their quiet speedup; None when
+    neither ran."""
+    names = [(k, title) for k, title in CONDITIONS if any(k in r for r in rows)]
+    if not names:
+        return None
+    headers = ["op", "shape", "reference", "quiet"]
+    for key, title in names:
+        headers += ["%s: ref ms" % title, "ours ms", "speedup"]
+        if key == "loaded":
+            headers.append("kept")
+    lines = []
+    for r in rows:
+        line = [r["op"], r["shape"], r["reference"], _speedup(r["speedup"])]
+        for key, _ in names:
+            c = r.get(key) or {}
+            if "error" in c:
+                line += ["ERROR", c["error"][:60], "-"] + (["-"] if key == "loaded" else [])
+                continue
+            line += [_ms(c.get("ref_ms")), _ms(c.get("ours_ms")), _speedup(c.get("speedup"))]
+            if key == "loaded":
+                line.append(_kept(c.get("kept")))
+        lines.append(line)
+    return format_table(headers, lines, right=tuple(range(3, len(headers))))
+
+
+def condition_notes(rows):
+    notes = []
+    if any("loaded" in r for r in rows):
+        notes.append("under load: the same pairs timed again while one busy-loop process "
+                     "(frcnn-bench's own, for this run only) competes for a core; kept = loaded "
+                     "speedup / quiet speedup")
+    if any("no_thp" in r for r in rows):
+        notes.append("no THP: the same pairs timed again with transparent huge pages disabled "
+                     "for this process (prctl PR_SET_THP_DISABLE): fresh outputs fault in "
+                     "4 KiB pages")
+    return notes
+
+
 def sweeps_table(points):
     headers = ("sweep", "size", "reference", "ref ms", "ours ms", "speedup", "runs")
     lines = [(p["sweep"], p["x"], p["reference"] if p["ref_ms"] is not None else "(left out)",
@@ -124,7 +170,7 @@ def header(info, args, version):
 
 def run_notes(rows, info):
     """The notes that depend on the run: the load, timing-only rows."""
-    notes = []
+    notes = condition_notes(rows)
     load = info["loadavg_start"]
     if load and load[0] > 0.5:
         notes.append("the 1-minute load average was %.2f on %s cpus when this run started "
@@ -141,6 +187,10 @@ def run_notes(rows, info):
 def print_report(rows, sweep_rows, notes, failed, elapsed):
     print()
     print(rows_table(rows) if rows else "(no comparisons ran)")
+    extra = conditions_table(rows)
+    if extra:
+        print()
+        print(extra)
     if sweep_rows:
         print()
         print("Scaling sweeps (median ms; each side timed in its own block; speedup = ratio of "

@@ -20,8 +20,23 @@ def _error(e, prefix=""):
                                             (str(e).splitlines() or [""])[0][:200]))
 
 
-def run_comparison(comp, env, budget):
-    """Check, then time one Comparison; returns its table row as a dict."""
+def _time_under(conditions, pair, budget, row):
+    """Times the pair again under each condition (conditions: name -> context manager factory,
+    see conditions.py); row[name] = its ms, speedup, pairs and ``kept``, the share of the quiet
+    speedup that holds under it."""
+    for name, condition in conditions.items():
+        try:
+            with condition():
+                t = time_pair(pair.ours, pair.ref, budget)
+            row[name] = dict(ref_ms=t.ref_ms, ours_ms=t.ours_ms, speedup=t.speedup,
+                             pairs=t.pairs, kept=t.speedup / row["speedup"])
+        except Exception as e:  # noqa: BLE001 - the quiet row stands; the column says why
+            row[name] = dict(error="%s: %s" % (type(e).__name__, e))
+
+
+def run_comparison(comp, env, budget, conditions=None):
+    """Check, then time one Comparison, quiet and then under each of ``conditions`` (name ->
+    context manager factory); returns its table row as a dict."""
     row_start = time.perf_counter()
     row = dict(case=comp.group, op=comp.op, shape=comp.shape, reference=comp.reference,
                ref_ms=None, ours_ms=None, speedup=None, pairs=0)
@@ -39,6 +54,8 @@ def run_comparison(comp, env, budget):
         try:
             t = time_pair(pair.ours, pair.ref, budget, warmup=check_s < budget.warmup_s)
             row.update(ref_ms=t.ref_ms, ours_ms=t.ours_ms, speedup=t.speedup, pairs=t.pairs)
+            if conditions:
+                _time_under(conditions, pair, budget, row)
         except Exception as e:  # noqa: BLE001
             agreement = Agreement("error", "while timing: %s: %s" % (type(e).__name__, e))
     row["agreement"] = agreement.status
@@ -93,13 +110,13 @@ class Progress:
             self.bar.close()
 
 
-def run_all(cases, sweep_points, env, quick, progress):
-    """(table rows, sweep rows), in order."""
+def run_all(cases, sweep_points, env, quick, progress, conditions=None):
+    """(table rows, sweep rows), in order; each row also timed under ``conditions``."""
     budget, sweep_budget = budgets(quick)
     rows, sweep_rows = [], []
     for case in cases:
         progress.start("%s %s vs %s" % (case.op, case.shape, case.reference))
-        rows.append(run_comparison(case, env, budget))
+        rows.append(run_comparison(case, env, budget, conditions))
         progress.done()
     for case in sweep_points:
         progress.start("sweep %s %d" % (case.sweep, case.x))
