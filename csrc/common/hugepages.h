@@ -1,33 +1,27 @@
-// Asks Linux for transparent huge pages on a large buffer that is about to be written.
+// Fresh output memory: how the CPU kernels make the first write of a large buffer cheap.
 //
-// MXNet's CPU allocator hands out fresh 4 KiB-paged memory for large NDArrays: the first
-// write of a 241 MB ROIAlign output then takes ~60k page faults (~90 ms on a 2-core VM, more
-// than the kernel itself). With madvise(MADV_HUGEPAGE) on the not yet touched range (what
-// NumPy does for its own large arrays) the same memory faults in 2 MiB pages. Only the
-// 2 MiB-aligned interior is advised; the call is a no-op hint elsewhere and never fails.
+// MXNet's CPU allocator hands out fresh, untouched 4 KiB-paged memory for every large
+// NDArray: the first write of a 241 MB ROIAlign output is then ~60k page faults, each a trap
+// into the kernel that allocates and zeroes one page (measured ~1.2 us each on a 2-core VM:
+// more than the ROIAlign kernel itself). Two things cut that cost:
+// - advise_huge_pages: madvise(MADV_HUGEPAGE) on the untouched 2 MiB-aligned interior (what
+//   NumPy does for its own large arrays), so the memory faults in 2 MiB pages: ~120 faults.
+// - prepare_output: the above, then MADV_POPULATE_WRITE (Linux >= 5.14) over the buffer in
+//   chunks on the library's threads: the pages are allocated and zeroed in a few system calls
+//   spread over the cores instead of one trap per page inside the kernel's loops. That is
+//   what keeps the cost when huge pages are not available (fragmented memory, THP disabled:
+//   frcnn-bench --no-thp) and it parallelises the zeroing of huge pages as well. On memory
+//   that is already mapped (a reused output) it only walks the page tables.
+// Both are hints: they never fail, and do nothing off Linux or below their size threshold.
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace frcnn {
 
-inline void advise_huge_pages(void* ptr, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
-  if (ptr == nullptr || bytes < 4 * kHuge) return;
-  const uintptr_t b = reinterpret_cast<uintptr_t>(ptr);
-  const uintptr_t lo = (b + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t hi = (b + bytes) & ~(kHuge - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
-#else
-  (void)ptr;
-  (void)bytes;
-#endif
-}
+void advise_huge_pages(void* ptr, size_t bytes);
+
+// For a buffer the caller is about to overwrite completely (an op's output).
+void prepare_output(void* ptr, size_t bytes);
 
 }  // namespace frcnn

@@ -132,7 +132,7 @@ void forward(const Call& c) {
   for (size_t i = 1; i < c.in.size(); ++i) maps.push_back(c.in[i].data);
   const int64_t R = c.in[0].shape[0];
   on_device(c.dev, [&] {
-    advise_huge_pages(c.out[0].data, bytes_of(c.out[0], c.dtype));
+    prepare_output(c.out[0].data, bytes_of(c.out[0], c.dtype));
     multilevel_roi_align_cpu(c.dtype, c.in[0].data, maps, fs, c.out[0].data, R, mp);
   }, [&](auto stream) {
     multilevel_roi_align_cuda(c.dtype, c.in[0].data, maps, fs, c.out[0].data, R, mp,
@@ -148,7 +148,7 @@ void backward(const Call& c) {
   const int64_t R = c.in[0].shape[0];
   on_device(c.dev, [&] {
     for (size_t i = 1; i < c.out.size(); ++i)
-      advise_huge_pages(c.out[i].data, bytes_of(c.out[i], c.dtype));
+      prepare_output(c.out[i].data, bytes_of(c.out[i], c.dtype));
     multilevel_roi_align_backward_cpu(c.dtype, c.grad_out.data, c.in[0].data, grads, fs, R, mp);
   }, [&](auto stream) {
     multilevel_roi_align_backward_cuda(c.dtype, c.grad_out.data, c.in[0].data, grads, fs, R, mp,

@@ -81,7 +81,7 @@ void forward(const Call& c) {
   const Shape& ds = c.in[0].shape;
   const int64_t R = c.in[1].shape[0];
   on_device(c.dev, [&] {
-    advise_huge_pages(c.out[0].data, bytes_of(c.out[0], c.dtype));
+    prepare_output(c.out[0].data, bytes_of(c.out[0], c.dtype));
     roi_align_cpu(c.dtype, c.in[0].data, c.in[1].data, c.out[0].data, ds[0], ds[1], ds[2],
                   ds[3], R, p);
   }, [&](auto stream) {
@@ -95,7 +95,7 @@ void backward(const Call& c) {
   const Shape& ds = c.in[0].shape;
   const int64_t R = c.in[1].shape[0];
   on_device(c.dev, [&] {
-    advise_huge_pages(c.out[0].data, bytes_of(c.out[0], c.dtype));
+    prepare_output(c.out[0].data, bytes_of(c.out[0], c.dtype));
     roi_align_backward_cpu(c.dtype, c.grad_out.data, c.in[1].data, c.out[0].data, ds[0],
                            ds[1], ds[2], ds[3], R, p);
   }, [&](auto stream) {
