@@ -33,7 +33,8 @@ def _try_load_mxnet():
     return True
 
 
-mxnet_available = _try_load_mxnet()
+with bf16.amx_for_mxnet_load():   # oneDNN's AMX kernels for bf16: see frcnn_ops/bf16.py
+    mxnet_available = _try_load_mxnet()
 
 
 def build_info() -> dict:

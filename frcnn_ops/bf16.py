@@ -11,21 +11,43 @@ parameters stay float32 (cast inside the graph), so checkpoints, ``save_paramete
 :func:`check_bf16_cpu` refuses a CPU without AVX512-BF16 (``avx512_bf16`` in /proc/cpuinfo):
 oneDNN would emulate bfloat16 there, slower than float32.
 ``FRCNN_FAKE_NO_BF16=1`` (test-only) makes it behave as on such a CPU.
+
+AMX (the policy lives here, :func:`amx_for_mxnet_load`): on a CPU with AMX-BF16 the bfloat16
+convolutions are ~3x faster than float32 when oneDNN uses AMX, and 0.6-0.8x (slower) when it
+uses AVX512-BF16. MXNet 1.9.1's oneDNN (2.4) treats AMX as a preview ISA: it uses it only when
+``DNNL_MAX_CPU_ISA=AVX512_CORE_AMX`` is set when its first operator runs (oneDNN reads it once,
+then), and it does not ask Linux (>= 5.16) for the permission to use AMX state
+(``arch_prctl(ARCH_REQ_XCOMP_PERM)``), so the first AMX instruction dies with SIGILL.
+``import frcnn_ops`` therefore, on a CPU with AMX-BF16 and unless ``FRCNN_NO_AMX=1``: requests
+the permission, and with ``DNNL_MAX_CPU_ISA`` unset, sets it, runs one tiny convolution (so that
+oneDNN reads it now) and removes it again: a child process inherits neither the permission
+(exec clears it) nor the variable, which without the permission would kill its first bfloat16
+convolution. If MXNet ran an operator before ``import frcnn_ops``, oneDNN has already fixed its
+ISA and AMX stays off. float32 runs on the same kernels either way (AMX has no float32).
+:data:`amx` says what happened.
 """
 import json
 import os
+import sys
+from contextlib import contextmanager
 
-__all__ = ["PRECISIONS", "check_precision", "check_bf16_cpu", "bf16_supported", "install",
-           "convert_symbol", "matched_share"]
+__all__ = ["PRECISIONS", "amx", "amx_for_mxnet_load", "check_precision", "check_bf16_cpu",
+           "bf16_supported", "install", "convert_symbol", "matched_share"]
 
 PRECISIONS = ("fp32", "bf16")
 
 # The /proc/cpuinfo flag of the instruction set MXNet 1.9.1's oneDNN (v2.4) runs bfloat16
-# convolutions and GEMMs on (avx512_core_bf16 kernels). AMX-BF16 (amx_bf16) is not used by that
-# oneDNN by default, and forcing it (DNNL_MAX_CPU_ISA=AVX512_CORE_AMX) dies with SIGILL on
-# Linux >= 5.16, which wants a permission request oneDNN 2.4 does not make; every CPU with
-# amx_bf16 also has avx512_bf16.
+# convolutions and GEMMs on (avx512_core_bf16 kernels) without AMX; every CPU with amx_bf16
+# also has avx512_bf16.
 BF16_FLAG = "avx512_bf16"
+AMX_FLAGS = ("amx_bf16", "amx_tile")
+AMX_ISA = "AVX512_CORE_AMX"          # oneDNN's DNNL_MAX_CPU_ISA value that enables AMX
+_SYS_ARCH_PRCTL = 158                # x86-64
+_ARCH_REQ_XCOMP_PERM = 0x1023
+_XFEATURE_XTILEDATA = 18
+
+# What amx_for_mxnet_load did: "on" (oneDNN may use AMX in this process), or "off: <why>".
+amx = "off: frcnn_ops has not imported MXNet"
 
 
 def check_precision(precision: str, where: str = "precision") -> str:
@@ -55,6 +77,78 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
 def bf16_supported() -> bool:
     """True when the CPU has AVX512-BF16 (and FRCNN_FAKE_NO_BF16 is not set)."""
     return not _fake_no_bf16() and BF16_FLAG in cpu_flags()
+
+
+def _request_amx_permission():
+    """arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA): None on success, else why not."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0:
+        return None
+    err = ctypes.get_errno()
+    return "the kernel refused the AMX permission (arch_prctl: %s)" % os.strerror(err)
+
+
+def _amx_decision(flags, env, mxnet_loaded, machine, request):
+    """(state, value to give DNNL_MAX_CPU_ISA for MXNet's load or None). ``request`` asks the
+    kernel for the AMX permission (returns None or why not); it is called only when oneDNN may
+    use AMX in this process."""
+    if env.get("FRCNN_NO_AMX", "") not in ("", "0"):
+        return "off: FRCNN_NO_AMX is set", None
+    if machine not in ("x86_64", "AMD64") or not sys.platform.startswith("linux"):
+        return "off: not x86-64 Linux", None
+    if not all(f in flags for f in AMX_FLAGS):
+        return "off: this CPU has no AMX-BF16 (/proc/cpuinfo: amx_bf16, amx_tile)", None
+    isa = env.get("DNNL_MAX_CPU_ISA")
+    if isa is not None and "AMX" not in isa.upper():
+        return "off: DNNL_MAX_CPU_ISA=%s" % isa, None
+    why = request()   # also when the user set DNNL_MAX_CPU_ISA: oneDNN 2.4 would SIGILL
+    if why:
+        return "off: " + why, None
+    if isa is None and mxnet_loaded:
+        return ("on, unless MXNet ran an operator before import frcnn_ops (oneDNN reads "
+                "DNNL_MAX_CPU_ISA at its first operator)"), AMX_ISA
+    return "on", (AMX_ISA if isa is None else None)
+
+
+@contextmanager
+def amx_for_mxnet_load():
+    """Wraps frcnn_ops' ``import mxnet``: enables oneDNN's AMX kernels when the CPU has them
+    (the module docstring says how and why); sets :data:`amx`."""
+    global amx
+    import platform
+    state, isa = _amx_decision(cpu_flags(), os.environ, "mxnet" in sys.modules,
+                               platform.machine(), _request_amx_permission)
+    amx = state
+    if isa is not None:
+        os.environ["DNNL_MAX_CPU_ISA"] = isa
+    try:
+        yield
+        if isa is not None and "mxnet" in sys.modules:
+            _first_onednn_operator()
+    finally:
+        if isa is not None:
+            os.environ.pop("DNNL_MAX_CPU_ISA", None)
+
+
+def _first_onednn_operator():
+    """A 1x1 convolution: oneDNN reads DNNL_MAX_CPU_ISA at its first operator."""
+    import mxnet as mx
+    one = mx.nd.ones((1, 1, 1, 1))
+    mx.nd.Convolution(one, one, kernel=(1, 1), num_filter=1, no_bias=True).wait_to_read()
+
+
+def _warn_without_amx():
+    """bf16 on a CPU with AMX that oneDNN is not using here: say so once (slower than fp32)."""
+    if amx.startswith("on") or not all(f in cpu_flags() for f in AMX_FLAGS) or _fake_no_bf16():
+        return
+    if getattr(_warn_without_amx, "done", False):
+        return
+    _warn_without_amx.done = True
+    import warnings
+    warnings.warn("precision='bf16' without AMX (%s): oneDNN runs bfloat16 on AVX512-BF16, "
+                  "which is slower than float32 on this CPU" % amx[len("off: "):],
+                  RuntimeWarning, stacklevel=3)
 
 
 def check_bf16_cpu() -> None:
@@ -99,6 +193,7 @@ def install(block: "mxnet.gluon.HybridBlock", precision: str) -> "mxnet.gluon.Hy
     check_precision(precision)
     if precision == "bf16":
         check_bf16_cpu()
+        _warn_without_amx()
     block._frcnn_precision = precision
     if getattr(block, "_frcnn_bf16_installed", False):
         block._clear_cached_op()

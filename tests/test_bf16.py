@@ -147,3 +147,90 @@ def test_cli_refusals(monkeypatch, capsys, tmp_path):
         detect.main(["x.jpg", "--random-init", "--precision", "fp16"])
     assert "--precision" in capsys.readouterr().err
 
+
+
+# ---- AMX (frcnn_ops/bf16.py: amx_for_mxnet_load) -------------------------------------------
+
+AMX_CPU = {"amx_bf16", "amx_tile", "avx512_bf16"}
+
+
+def test_amx_decision():
+    asked = []
+
+    def grant():
+        asked.append(1)
+        return None
+
+    def decide(flags=AMX_CPU, env=None, loaded=False, machine="x86_64", request=grant):
+        return bf16._amx_decision(flags, env or {}, loaded, machine, request)
+
+    assert decide() == ("on", "AVX512_CORE_AMX") and asked == [1]
+    # the user's own AMX setting is kept, and the permission still asked (oneDNN 2.4 would die)
+    assert decide(env={"DNNL_MAX_CPU_ISA": "avx512_core_amx"}) == ("on", None) and len(asked) == 2
+    for kwargs, why in ((dict(flags={"avx512_bf16"}), "no AMX-BF16"),
+                        (dict(env={"FRCNN_NO_AMX": "1"}), "FRCNN_NO_AMX"),
+                        (dict(env={"DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16"}), "AVX512_CORE_BF16"),
+                        (dict(machine="aarch64"), "x86-64"),
+                        (dict(request=lambda: "the kernel refused"), "the kernel refused")):
+        state, isa = decide(**kwargs)
+        assert state.startswith("off: ") and why in state and isa is None, (kwargs, state)
+    assert len(asked) == 2   # never asked when AMX stays off
+    state, isa = decide(loaded=True)     # MXNet imported first: on if no operator ran yet
+    assert state.startswith("on, unless MXNet ran an operator") and isa == "AVX512_CORE_AMX"
+
+
+# a bf16 convolution big enough for oneDNN's AMX kernels, then its sum
+_BF16_CONV = """
+import mxnet as mx
+from mxnet.contrib import amp
+net = mx.gluon.nn.HybridSequential()
+net.add(mx.gluon.nn.Conv2D(64, 3, padding=1))
+net.initialize()
+x = mx.nd.ones((2, 64, 16, 16))
+net.hybridize()
+net(x).wait_to_read()
+net = amp.convert_hybrid_block(net, target_dtype="bfloat16", ctx=mx.cpu())
+print("SUM", float(net(x).sum().asscalar()))
+"""
+_AMX_CHILD = """
+import os, subprocess, sys
+if sys.argv[1] != "frcnn_ops-first":
+    import mxnet
+if sys.argv[1] == "operator-first":
+    one = mxnet.nd.ones((1, 1, 1, 1))
+    mxnet.nd.Convolution(one, one, kernel=(1, 1), num_filter=1, no_bias=True).wait_to_read()
+import frcnn_ops
+print("STATE", frcnn_ops.bf16.amx, "ENV", os.environ.get("DNNL_MAX_CPU_ISA"))
+""" + _BF16_CONV + """
+# a child (exec clears the AMX permission) must not inherit DNNL_MAX_CPU_ISA: SIGILL
+print("CHILD", subprocess.run([sys.executable, "-c", %r], capture_output=True).returncode)
+""" % _BF16_CONV
+
+
+@pytest.mark.skipif(not AMX_CPU <= bf16.cpu_flags(), reason="needs a CPU with AMX-BF16")
+@pytest.mark.parametrize("order", ["frcnn_ops-first", "mxnet-first", "operator-first"])
+def test_amx_in_a_fresh_process(order, tmp_path):
+    """`import frcnn_ops` before any MXNet operator: oneDNN runs bf16 convolutions on AMX
+    (DNNL_VERBOSE names the kernels) without dying of SIGILL, and a child process that runs a
+    bf16 convolution survives (DNNL_MAX_CPU_ISA is not left set); an operator first: AMX is off
+    (oneDNN had fixed its ISA), and nothing dies."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, DNNL_VERBOSE="1")
+    env.pop("DNNL_MAX_CPU_ISA", None)
+    env.pop("FRCNN_NO_AMX", None)
+    out = subprocess.run([sys.executable, "-c", _AMX_CHILD, order], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    state = next(line for line in out.stdout.splitlines() if line.startswith("STATE"))
+    convs = [line for line in out.stdout.splitlines()
+             if line.startswith("dnnl_verbose,exec") and ",convolution," in line
+             and "bf16" in line]
+    assert convs and "SUM" in out.stdout
+    assert state.startswith("STATE on") and state.endswith("ENV None"), state
+    assert "CHILD 0" in out.stdout, out.stdout[-500:]
+    if order != "operator-first":
+        assert all("amx" in line for line in convs), convs
+    else:
+        assert not any("amx" in line for line in convs), convs

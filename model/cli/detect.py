@@ -230,9 +230,10 @@ def _gluoncv_net(args: argparse.Namespace):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .threads import use_all_cpus
+    from .threads import load_mxnet, use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
+    load_mxnet()
     if not args.params and not args.random_init:
         print("frcnn-detect: weights are needed: pass --params FILE (one saved by frcnn_model, "
               "or a GluonCV save_parameters file of %s), or --random-init [--model NAME] for a "

@@ -70,9 +70,10 @@ def _training_args(params):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .threads import use_all_cpus
+    from .threads import load_mxnet, use_all_cpus
     use_all_cpus()  # before MXNet is imported
     args = _parse(sys.argv[1:] if argv is None else argv)
+    load_mxnet()
     from ..data.transforms import FasterRCNNValTransform
     from ..evaluation.evaluate import evaluate
     from ..data.classes import VOC_CLASSES

@@ -24,3 +24,10 @@ def use_all_cpus() -> Optional[int]:
         count = os.cpu_count() or 1
     os.environ["MXNET_OMP_MAX_THREADS"] = str(count)
     return count
+
+
+def load_mxnet() -> None:
+    """Imports MXNet through frcnn_ops (after use_all_cpus), so that oneDNN may use AMX for
+    --precision bf16: frcnn_ops sets that up only when it is the one to load MXNet
+    (frcnn_ops/bf16.py)."""
+    import frcnn_ops  # noqa: F401

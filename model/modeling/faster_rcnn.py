@@ -10,11 +10,10 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+import frcnn_ops  # noqa: F401  (before mxnet: AMX for bf16, frcnn_ops/bf16.py)
 import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
-
-import frcnn_ops  # noqa: F401  (registers the frcnn_* ops in mx.nd / mx.sym)
 
 from ..data.classes import VOC_CLASSES
 from .anchors import generate_anchors

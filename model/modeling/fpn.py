@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import frcnn_ops  # noqa: F401  (before mxnet: AMX for bf16, frcnn_ops/bf16.py)
 import mxnet as mx
 from mxnet.gluon import nn
-
-import frcnn_ops  # noqa: F401  (registers the frcnn_* ops in mx.nd / mx.sym)
 
 from ..data.classes import COCO_CLASSES
 from .faster_rcnn import (BACKBONES, FasterRCNN, RPNAnchorGenerator, cfg_from, image_size,

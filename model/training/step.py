@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
+import frcnn_ops  # noqa: F401  (before mxnet: AMX for bf16, frcnn_ops/bf16.py)
 import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
