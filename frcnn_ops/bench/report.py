@@ -39,6 +39,7 @@ def machine_info(args):
         "threads": {"frcnn_ops": frcnn_ops.get_num_threads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "frcnn_ops": frcnn_ops.build_info(),
+        "amx": frcnn_ops.bf16.amx,   # whether oneDNN may run bf16 on AMX here
         "mxnet": _version("mxnet"),
         "gluoncv": _version("gluoncv"),
         "numpy": _version("numpy"),
@@ -159,12 +160,12 @@ def sweeps_table(points):
 def header(info, args, version):
     load = info["loadavg_start"]
     return ("frcnn-bench: frcnn_ops %s on %s (%s cpus, load %s), %s; frcnn_ops threads %d, "
-            "OMP_NUM_THREADS %s; mxnet %s, gluoncv %s%s"
+            "OMP_NUM_THREADS %s; mxnet %s, gluoncv %s; AMX %s%s"
             % (version, info["cpu"], info["cpu_count"],
                "%.2f" % load[0] if load else "?",
                "GPU " + str(info.get("gpu")) if args.device == "gpu" else "CPU",
                info["threads"]["frcnn_ops"], info["threads"]["OMP_NUM_THREADS"] or "unset",
-               info["mxnet"], info["gluoncv"] or "-",
+               info["mxnet"], info["gluoncv"] or "-", info["amx"].split(":")[0].split(",")[0],
                ", --quick" if args.quick else ""))
 
 
