@@ -302,7 +302,7 @@ def train_check(ours, ref):
                                         "/".join("%.3g" % v for v in ref))
     if not (np.isfinite(ours).all() and np.isfinite(ref).all()):
         return Agreement("mismatch", "non-finite loss: " + text)
-    if ref[2] > 100 * max(ours[2], 1e-3):   # rcnn_cls: ~log(81) at random init
+    if ref[2] > 2 * max(ours[2], 1e-3):   # rcnn_cls: ~log(81) = 4.4 at random init
         text += (" (GluonCV's head loss: its shipped graph sums the unwritten ROIAlign rows of "
                  "the other levels, module docstring)")
     return Agreement("timing-only", "timing only: each samples its own anchors and rois (same "
