@@ -33,7 +33,7 @@ exit status: 0 all agree, 1 a MISMATCH or an error, 2 bad usage or --device gpu 
 
 
 def parse_args(argv=None):
-    from .cases import GROUPS, SIZES
+    from .cases import DEFAULT_GROUPS, GROUPS, OPT_IN, SIZES
 
     p = argparse.ArgumentParser(prog="frcnn-bench", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,8 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads: frcnn_ops.set_num_threads(N) and OMP_NUM_THREADS=N for "
                         "MXNet (and torch.set_num_threads)")
-    p.add_argument("--cases", metavar="LIST", default=",".join(GROUPS),
-                   help="comma-separated subset of: %s (default: all)" % ", ".join(GROUPS))
+    p.add_argument("--cases", metavar="LIST", default=",".join(DEFAULT_GROUPS),
+                   help="comma-separated subset of: %s (default: all but %s, which run only "
+                        "when named)" % (", ".join(GROUPS), ", ".join(OPT_IN)))
     p.add_argument("--under-load", action="store_true",
                    help="also time each row with one competing busy-loop process (started "
                         "for the run only, running only while those pairs are timed): "

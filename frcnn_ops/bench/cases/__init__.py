@@ -23,8 +23,8 @@ __all__ = ["Agreement", "Comparison", "DEFAULT_GROUPS", "Env", "GROUPS", "OPT_IN
 GROUPS = ("box_decode", "clip_boxes", "proposal", "nms", "roi_align", "multilevel_roi_align",
           "model", "fpn")
 # groups that run only when named (--cases fpn): "fpn" is four whole ResNet-50 FPN models at
-# 800x1216, seconds a call (~5 minutes on 2 cores, ~2 with --quick); a run of every group
-# (frcnn-bench's default, --cases of all of GROUPS) leaves them out
+# 800x1216, seconds a call (~5 minutes on 2 cores, ~2 with --quick); frcnn-bench's default
+# (DEFAULT_GROUPS) leaves them out
 OPT_IN = ("fpn",)
 DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in OPT_IN)
 
@@ -42,11 +42,7 @@ def all_cases(device="cpu"):
 
 def comparisons(env, groups=DEFAULT_GROUPS, device="cpu"):
     """frcnn-bench's rows: the non-extra cases of these groups, in GROUPS order, whose needs
-    this machine has (a missing one leaves a note in env.notes). Every group at once (the
-    command line's default) means DEFAULT_GROUPS: the OPT_IN groups run only when named
-    without all the others."""
-    if set(groups) >= set(GROUPS):
-        groups = DEFAULT_GROUPS
+    this machine has (a missing one leaves a note in env.notes)."""
     cases = [c for c in all_cases(device) if not c.extra and c.group in groups]
     cases.sort(key=lambda c: GROUPS.index(c.group))  # stable: each group keeps its order
     return [c for c in cases if not env.missing(c.needs)]
