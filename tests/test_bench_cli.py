@@ -252,14 +252,18 @@ def test_busy_loop_dies_with_frcnn_bench(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 def test_no_thp_takes_effect_and_restores():
+    import mmap
     import resource
     from frcnn_ops.bench.conditions import no_thp, thp_disabled
     before = thp_disabled()
     with no_thp():
         assert thp_disabled()
+        m = mmap.mmap(-1, 64 << 20)          # 64 MiB, a fresh mapping (not reused heap)
+        a = np.frombuffer(m, np.uint8)
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        a = np.ones(64 << 18, np.float32)     # 64 MiB, fresh: every 4 KiB page faults
+        a[::4096] = 1                          # every 4 KiB page faults on its own
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
         del a
+        m.close()
     assert faults >= 0.9 * (64 << 20) / 4096, faults
     assert thp_disabled() == before
