@@ -5,13 +5,15 @@
 
 #include "common/op.h"
 
-// X(name): name##_op() returns the op's OpDef (defined in csrc/<folder>/<folder>.cpp).
-#define FRCNN_OPS(X) \
-  X(box_decode)      \
-  X(clip_boxes)      \
-  X(proposal)        \
-  X(nms)             \
-  X(roi_align)       \
+// X(name): name##_op() returns the op's OpDef (defined in csrc/<folder>/<folder>.cpp;
+// multilevel_proposal in proposal/proposal.cpp).
+#define FRCNN_OPS(X)     \
+  X(box_decode)          \
+  X(clip_boxes)          \
+  X(proposal)            \
+  X(multilevel_proposal) \
+  X(nms)                 \
+  X(roi_align)           \
   X(multilevel_roi_align)
 
 namespace frcnn {

@@ -10,14 +10,14 @@ from . import bf16
 from ._lib import _C
 from .box_coder import box_decode, box_decode_backward, clip_boxes, clip_boxes_backward
 from .gluoncv_patch import patch_gluoncv
-from .proposal import nms, nms_backward, proposal
+from .proposal import multilevel_proposal, nms, nms_backward, proposal
 from .multilevel_roi_align import (multilevel_roi_align, multilevel_roi_align_backward,
                                    multilevel_roi_levels)
 from .roi_align import roi_align, roi_align_backward
 
 __version__ = "0.1.0"
-__all__ = ["box_decode", "clip_boxes", "proposal", "nms", "roi_align", "box_decode_backward",
-           "clip_boxes_backward", "roi_align_backward", "nms_backward",
+__all__ = ["box_decode", "clip_boxes", "proposal", "multilevel_proposal", "nms", "roi_align",
+           "box_decode_backward", "clip_boxes_backward", "roi_align_backward", "nms_backward",
            "multilevel_roi_align", "multilevel_roi_align_backward", "multilevel_roi_levels",
            "patch_gluoncv",
            "build_info", "get_num_threads", "set_num_threads", "emulate_cuda",

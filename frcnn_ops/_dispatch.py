@@ -223,13 +223,15 @@ class ShapeOnly(tuple):
 
 
 def _flatten(op, inputs):
-    """{name: array, variadic name: list of arrays} -> {name or name[i]: array}."""
+    """{name: array, variadic name: list of arrays} -> {name or name[i]: array} (a variadic
+    "a,b": {a: list, b: list} -> a[i] then b[i], the lists after the other inputs)."""
     variadic = _variadic(op)
-    if variadic not in inputs:
+    groups = variadic.split(",") if variadic else ()
+    if not any(g in inputs for g in groups):
         return inputs
     flat = {}
-    for name, x in inputs.items():
-        if name != variadic:
+    for name, x in sorted(inputs.items(), key=lambda kv: kv[0] in groups):
+        if name not in groups:
             flat[name] = x
         elif not isinstance(x, (list, tuple)) or not x:
             raise TypeError("%s: %s must be a list or tuple of arrays (at least one), got %s"

@@ -37,8 +37,8 @@ def _default(attr):
 def _signatures():
     """op -> (input names, attributes in the twin's positional order with their defaults),
     read from the ops' schemas (csrc/<op>/<op>.cpp). An input name "*name" (last) takes every
-    remaining positional input (name[0], name[1], ...); such an op's attributes are
-    keyword-only. The twins: contrib.box_decode, GluonCV BBoxClipToImage (inputs only),
+    remaining positional input (name[0], name[1], ...), "*a,b" (last) 2k of them (a[0] ..
+    a[k-1], then b[0] .. b[k-1]); such an op's attributes are keyword-only. The twins: contrib.box_decode, GluonCV BBoxClipToImage (inputs only),
     GluonCV RPNProposal + box_nms (ours), contrib.box_nms, contrib.ROIAlign (+ our
     `deterministic` last); multilevel_roi_align has none (GluonCV's _pyramid_roi_feats'
     defaults; spatial_scales defaults to 2 ** -(min_level + i), one per feature map)."""
@@ -59,42 +59,68 @@ def _variadic(op):
 
 
 def _input_names(op, n):
-    """Names of n inputs (a variadic input's as name[i])."""
+    """Names of n inputs (a variadic input's as name[i]; "a,b": a[i] then b[i], as
+    csrc/common/op.cpp's input_names)."""
     inputs, var = SIGNATURES[op][0], _variadic(op)
     if var is None:
         return list(inputs)
     fixed = list(inputs[:-1])
-    return fixed + ["%s[%d]" % (var, i) for i in range(n - len(fixed))]
+    groups = var.split(",")
+    per = max(1, -(-(n - len(fixed)) // len(groups)))
+    return fixed + ["%s[%d]" % (groups[min(j // per, len(groups) - 1)],
+                                j - min(j // per, len(groups) - 1) * per)
+                    for j in range(n - len(fixed))]
 
 
 def _bind_variadic(op, kind, args, kwargs):
     """_bind for an op whose last input is variadic: attributes by keyword only."""
     inputs = SIGNATURES[op][0]
     fixed, var = list(inputs[:-1]), inputs[-1][1:]
+    groups = var.split(",")  # "a,b": a[0..k) then b[0..k), by keyword a=[...], b=[...]
     args = list(args)
     given = dict(zip(fixed, args))
     rest = args[len(fixed):]
+    by_key = {}
     extra, attr_kw = {}, {}
     for key, value in kwargs.items():
         if key in given:
             raise TypeError("%s: got multiple values for argument '%s'" % (op, key))
         if key in fixed:
             given[key] = value
-        elif key == var:
+        elif key in groups:
             if rest:
-                raise TypeError("%s: got %s both by position and by keyword" % (op, var))
+                raise TypeError("%s: got %s both by position and by keyword" % (op, key))
             if not isinstance(value, (list, tuple)):
                 raise TypeError("%s: %s must be a list or tuple, got %s" % (
-                    op, var, type(value).__name__))
-            rest = list(value)
+                    op, key, type(value).__name__))
+            by_key[key] = list(value)
         elif key in _PASS_THROUGH[kind]:
             extra[key] = value
         else:  # attributes, and unknown names (refused by the op, naming them)
             attr_kw[key] = value
+    if by_key:
+        missing = [g for g in groups if g not in by_key]
+        if missing:
+            raise TypeError("%s: got %s by keyword but not %s" % (
+                op, ", ".join(by_key), ", ".join(missing)))
+        rest = [x for g in groups for x in by_key[g]]
     attr_kw = {k: v for k, v in attr_kw.items() if v is not None}
     if op == "frcnn_multilevel_roi_align":
         _check_scales(op, attr_kw, len(rest))
+    if op == "frcnn_multilevel_proposal":
+        _check_levels(op, attr_kw, by_key, len(rest))
     return [given.get(name) for name in fixed] + rest, attr_kw, extra
+
+
+def _check_levels(op, attr_kw, by_key, n):
+    """num_levels: half the inputs after anchors and im_info (scores[i], then deltas[i])."""
+    if by_key and len(by_key["scores"]) != len(by_key["deltas"]):
+        raise ValueError("%s: got %d scores but %d deltas (one of each per level)" % (
+            op, len(by_key["scores"]), len(by_key["deltas"])))
+    if n == 0 or n % 2:
+        raise TypeError("%s: needs scores[0] .. scores[L-1], then deltas[0] .. deltas[L-1] "
+                        "after anchors and im_info (2 * L inputs), got %d" % (op, n))
+    attr_kw.setdefault("num_levels", n // 2)  # a different one is refused by the op
 
 
 def _check_scales(op, attr_kw, n):
@@ -191,7 +217,7 @@ def _signature(op, kind):
     var = _variadic(op)
     if var is not None:
         params = [P(n, P.POSITIONAL_OR_KEYWORD, default=None) for n in inputs[:-1]]
-        params += [P(var, P.VAR_POSITIONAL)]
+        params += [P(var.replace(",", "_then_"), P.VAR_POSITIONAL)]
         params += [P(n, P.KEYWORD_ONLY, default=d) for n, d in attrs]
         params += [P(n, P.KEYWORD_ONLY, default=None) for n in _PASS_THROUGH[kind]]
         return inspect.Signature(params)
@@ -225,10 +251,13 @@ def _doc(op, kind):
     inputs, attrs = SIGNATURES[op]
     if _variadic(op) is not None:
         head = ("%s(%s, *%s, %s): the frcnn_ops op as an MXNet %s function. Inputs by position "
-                "(the feature maps after rois); attributes by name. See frcnn_ops.%s for the "
-                "semantics.\n\n" % (op, ", ".join(inputs[:-1]), _variadic(op),
+                "(%s after %s); attributes by name. See frcnn_ops.%s for the "
+                "semantics.\n\n" % (op, ", ".join(inputs[:-1]),
+                                    _variadic(op).replace(",", "_then_"),
                                     ", ".join(a for a, _ in attrs),
-                                    "NDArray" if kind == "ndarray" else "Symbol", python_name))
+                                    "NDArray" if kind == "ndarray" else "Symbol",
+                                    " then ".join("the %s" % g for g in _variadic(op).split(",")),
+                                    ", ".join(inputs[:-1]), python_name))
         return head + (getattr(frcnn_ops, python_name).__doc__ or "")
     head = ("%s(%s): the frcnn_ops op as an MXNet %s function. Inputs by position or by name "
             "(%s); attributes by name or by position in this order: %s. See "

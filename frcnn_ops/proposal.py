@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 from ._dispatch import Tensor, run, run_backward
 
-__all__ = ["proposal", "nms", "nms_backward"]
+__all__ = ["proposal", "multilevel_proposal", "nms", "nms_backward"]
 
 
 def proposal(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
@@ -60,6 +60,50 @@ def proposal(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
                     threshold=threshold, rpn_min_size=rpn_min_size, std0=std0, std1=std1,
                     std2=std2, std3=std3, clip=clip, level_sizes=level_sizes,
                     per_level_nms=per_level_nms or None))
+
+
+def multilevel_proposal(scores: Sequence[Tensor], deltas: Sequence[Tensor], anchors: Tensor,
+                        im_info: Tensor, rpn_pre_nms_top_n: int = 6000,
+                        rpn_post_nms_top_n: int = 300, threshold: float = 0.7,
+                        rpn_min_size: float = 16.0, std0: float = 1.0, std1: float = 1.0,
+                        std2: float = 1.0, std3: float = 1.0, clip: float = -1.0,
+                        per_level_nms: bool = False) -> Tensor:
+    """FPN RPN proposals with the levels' scores and deltas as separate arrays: exactly
+    :func:`proposal` on ``scores`` and ``deltas`` concatenated along N with ``level_sizes`` =
+    the levels' anchor counts (bitwise the same output), without the caller's concatenation.
+    That is GluonCV's multi-level RPN path (``RPNProposal`` per level, concat, ``box_nms``,
+    slice; with ``per_level_nms``, its per-level NMS and merge); see :func:`proposal` for the
+    steps, the +1 convention and the NaN policy.
+
+    Args:
+        scores (list of Tensor[B, n_i, 1] or Tensor[B, n_i]): each level's objectness after
+            sigmoid, in level order (P2, P3, ...).
+        deltas (list of Tensor[B, n_i, 4]): each level's box regression, same n_i.
+        anchors (Tensor[1, N, 4] or Tensor[B, N, 4]): the levels' corner anchors concatenated
+            in the same order, N = sum of n_i (constants of a model: concatenated once).
+        im_info (Tensor[B, K]), K >= 2: per image ``[height, width, ...]``.
+        rpn_pre_nms_top_n, rpn_post_nms_top_n, threshold, rpn_min_size, std0, std1, std2,
+        std3, clip, per_level_nms: as :func:`proposal` (``per_level_nms`` needs
+        ``rpn_pre_nms_top_n >= len(scores)``).
+
+    Returns:
+        Tensor[B, rpn_post_nms_top_n, 5]: ``[score, x1, y1, x2, y2]`` as :func:`proposal`.
+        MXNet op ``frcnn_multilevel_proposal(anchors, im_info, *scores, *deltas,
+        num_levels=len(scores), ...)`` (no gradient: zeros), NumPy or CuPy arrays
+        (float32/float64/float16, all of one dtype). The levels are copied into one
+        contiguous buffer inside the op (CPU: pooled scratch memory; GPU: the workspace, on
+        the current stream).
+    """
+    if len(scores) != len(deltas) or not scores:
+        raise ValueError("frcnn_multilevel_proposal: needs one scores and one deltas array per "
+                         "level (at least one level), got %d scores and %d deltas" % (
+                             len(scores), len(deltas)))
+    return run("frcnn_multilevel_proposal", dict(anchors=anchors, im_info=im_info,
+                                                 scores=scores, deltas=deltas),
+               dict(num_levels=len(scores), rpn_pre_nms_top_n=rpn_pre_nms_top_n,
+                    rpn_post_nms_top_n=rpn_post_nms_top_n, threshold=threshold,
+                    rpn_min_size=rpn_min_size, std0=std0, std1=std1, std2=std2, std3=std3,
+                    clip=clip, per_level_nms=per_level_nms or None))
 
 
 def nms(data: Tensor, overlap_thresh: float = 0.5, valid_thresh: float = 0.0, topk: int = -1,

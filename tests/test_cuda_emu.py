@@ -92,6 +92,21 @@ def test_proposal(rng, dtype):
                                   frcnn_ops.proposal(scores, deltas, anchors, info, **kw))
 
 
+@pytest.mark.parametrize("per_level_nms", [False, True])
+def test_multilevel_proposal(rng, per_level_nms):
+    levels = [300, 0, 200, 100]
+    scores = [rng.random((2, n, 1)).astype(np.float32) for n in levels]
+    deltas = [(rng.standard_normal((2, n, 4)) * 0.2).astype(np.float32) for n in levels]
+    anchors = boxes(rng, (1, sum(levels)), 200).astype(np.float32)
+    info = np.array([[220, 240, 1], [180, 200, 1]], np.float32)
+    kw = dict(rpn_pre_nms_top_n=300, rpn_post_nms_top_n=100, threshold=0.7, rpn_min_size=4,
+              per_level_nms=per_level_nms)
+    want = frcnn_ops.proposal(np.concatenate(scores, 1), np.concatenate(deltas, 1), anchors,
+                              info, level_sizes=levels, **kw)
+    np.testing.assert_array_equal(
+        run_emu(frcnn_ops.multilevel_proposal, scores, deltas, anchors, info, **kw), want)
+
+
 def nms_input(rng, shape, dtype, classes=3):
     ids = rng.integers(-1, classes, shape + (1,)).astype(dtype)
     scores = np.round(rng.random(shape + (1,)), 2).astype(dtype)  # ties

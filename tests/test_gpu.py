@@ -177,6 +177,31 @@ def test_proposal_seed_shape(dev, rng):
                        rpn_post_nms_top_n=post)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("per_level_nms", [False, True])
+def test_multilevel_proposal(dev, rng, dtype, per_level_nms):
+    """The levels apart (the op gathers them in its workspace): frcnn_proposal's output on
+    the concatenation, as the CPU path computes it."""
+    levels = [400, 0, 100, 37]
+    scores, deltas, anc, info = rpn_inputs(rng, 2, sum(levels))
+    scores[1, ::5] = 0.5
+    kw = dict(rpn_pre_nms_top_n=400, rpn_post_nms_top_n=300, threshold=0.6, rpn_min_size=2,
+              per_level_nms=per_level_nms)
+    cuts = np.cumsum(levels)[:-1]
+    L = len(levels)
+    got = dev.call(lambda a, i, *lv: frcnn_ops.multilevel_proposal(lv[:L], lv[L:], a, i, **kw),
+                   anc.astype(dtype), info.astype(dtype),
+                   *[x.astype(dtype) for x in np.split(scores, cuts, axis=1)],
+                   *[x.astype(dtype) for x in np.split(deltas, cuts, axis=1)])
+    exp = on_cpu(frcnn_ops.proposal, scores, deltas, anc, info, dtype=dtype, level_sizes=levels,
+                 **kw)
+    if dtype == F64:  # the device's double exp may differ in the last bit
+        np.testing.assert_array_equal(got[..., 0], exp[..., 0])
+        np.testing.assert_allclose(got, exp, rtol=1e-14, atol=0)
+    else:
+        assert_bitwise(got, exp)
+
+
 # ---- nms -----------------------------------------------------------------------------------
 
 def detections(rng, shape, classes=4, ties=False):

@@ -126,3 +126,150 @@ def test_bad_levels_are_refused(mx, rng):
         with pytest.raises(mx.base.MXNetError, match="frcnn_proposal") as e:
             ours(anchors, scores, deltas, 100, 10, per_level, mx=mx, **kw)
         assert msg in str(e.value)
+
+
+# ---- frcnn_multilevel_proposal: the levels as separate inputs -------------------------------
+
+def apart(anchors, scores, deltas, pre, post, per_level_nms, mx=None, **kw):
+    """frcnn_ops.multilevel_proposal on the levels (anchors concatenated once)."""
+    cat_a = np.concatenate(anchors, axis=1)
+    B = scores[0].shape[0]
+    info = np.array([[IMG_HW[0], IMG_HW[1], 1.0]] * B, scores[0].dtype)
+    kw = dict(dict(rpn_pre_nms_top_n=pre, rpn_post_nms_top_n=post, rpn_min_size=1, clip=4.135,
+                   per_level_nms=per_level_nms), **kw)
+    if mx is not None:
+        nd = [mx.nd.array(x, dtype=x.dtype) for x in scores + deltas + [cat_a, info]]
+        L = len(scores)
+        return frcnn_ops.multilevel_proposal(nd[:L], nd[L:2 * L], nd[-2], nd[-1],
+                                             **kw).asnumpy()
+    return frcnn_ops.multilevel_proposal(scores, deltas, cat_a, info, **kw)
+
+
+@pytest.mark.parametrize("per_level_nms", [False, True])
+@pytest.mark.parametrize("B,pre,post", SETTINGS)
+def test_apart_is_bitwise_the_concatenation(mx, rng, B, pre, post, per_level_nms):
+    anchors = fpn_anchors(mx)
+    scores, deltas = level_inputs(rng, anchors, B)
+    want = ours(anchors, scores, deltas, pre, post, per_level_nms)
+    got = apart(anchors, scores, deltas, pre, post, per_level_nms)
+    assert got.dtype == want.dtype and (got[..., 0] > 0).sum() > 0
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(apart(anchors, scores, deltas, pre, post, per_level_nms,
+                                        mx=mx), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+@pytest.mark.parametrize("per_level_nms", [False, True])
+def test_apart_other_dtypes_and_2d_scores(mx, rng, dtype, per_level_nms):
+    for empty_level in (False, True):
+        anchors = [a.astype(dtype) for a in fpn_anchors(mx)]
+        if empty_level:
+            anchors[3] = anchors[3][:, :0]  # a level without anchors
+        scores, deltas = level_inputs(rng, anchors, 2, dtype)
+        want = ours(anchors, scores, deltas, 600, 500, per_level_nms)
+        got = apart(anchors, scores, deltas, 600, 500, per_level_nms)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        flat = [s[..., 0] for s in scores]  # (B, n_i) scores as (B, n_i, 1)
+        np.testing.assert_array_equal(apart(anchors, flat, deltas, 600, 500, per_level_nms),
+                                      want)
+        if not empty_level:  # MXNet 1.x reads a 0 in a shape as "unknown"
+            np.testing.assert_array_equal(
+                apart(anchors, scores, deltas, 600, 500, per_level_nms, mx=mx), want)
+        if frcnn_ops._dispatch.device("emu").available():  # the CUDA kernels' gather
+            with frcnn_ops.emulate_cuda():
+                got = apart(anchors, scores, deltas, 600, 500, per_level_nms)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_mxnet_op_positional_and_hybridized(mx, rng):
+    anchors = fpn_anchors(mx)
+    scores, deltas = level_inputs(rng, anchors, 2)
+    L = len(anchors)
+    want = ours(anchors, scores, deltas, 2000, 300, True)
+    cat_a = mx.nd.array(np.concatenate(anchors, axis=1))
+    info = mx.nd.array([[IMG_HW[0], IMG_HW[1], 1.0]] * 2)
+    S, D = [mx.nd.array(s) for s in scores], [mx.nd.array(d) for d in deltas]
+    kw = dict(rpn_pre_nms_top_n=2000, rpn_post_nms_top_n=300, rpn_min_size=1, clip=4.135,
+              per_level_nms=True)
+    out = mx.nd.frcnn_multilevel_proposal(cat_a, info, *S, *D, **kw)
+    np.testing.assert_array_equal(out.asnumpy(), want)
+    out = mx.nd.frcnn_multilevel_proposal(cat_a, info, *S, *D, num_levels=L, **kw)
+    np.testing.assert_array_equal(out.asnumpy(), want)
+    out = mx.nd.frcnn_multilevel_proposal(anchors=cat_a, im_info=info, scores=S, deltas=D, **kw)
+    np.testing.assert_array_equal(out.asnumpy(), want)
+
+    class Net(mx.gluon.HybridBlock):
+        def hybrid_forward(self, F, a, i, *x):
+            return F.frcnn_multilevel_proposal(a, i, *x, **kw)
+
+    net = Net()
+    net.hybridize(static_alloc=True, static_shape=True)
+    for _ in range(2):
+        np.testing.assert_array_equal(net(cat_a, info, *S, *D).asnumpy(), want)
+    sym = mx.sym.frcnn_multilevel_proposal(mx.sym.var("a"), mx.sym.var("i"),
+                                           *[mx.sym.var("s%d" % k) for k in range(L)],
+                                           *[mx.sym.var("d%d" % k) for k in range(L)], **kw)
+    _, out_shapes, _ = sym.infer_shape(a=cat_a.shape, i=info.shape,
+                                       **{"s%d" % k: s.shape for k, s in enumerate(S)},
+                                       **{"d%d" % k: d.shape for k, d in enumerate(D)})
+    assert out_shapes == [(2, 300, 5)]
+
+
+def test_bad_level_inputs_are_refused(mx, rng):
+    anchors = fpn_anchors(mx)[:3]
+    scores, deltas = level_inputs(rng, anchors, 1)
+    n = [a.shape[1] for a in anchors]
+    N = sum(n)
+    info = np.array([[IMG_HW[0], IMG_HW[1], 1.0]], np.float32)
+    cat_a = np.concatenate(anchors, axis=1)
+
+    def swap(xs, i, x):
+        return xs[:i] + [x] + xs[i + 1:]
+
+    cases = [  # (scores, deltas, anchors, kw, exception, message)
+        (scores, deltas[:2], cat_a, {}, ValueError, "got 3 scores and 2 deltas"),
+        ([], [], cat_a, {}, ValueError, "at least one level"),
+        (scores, swap(deltas, 1, deltas[1][:, :-1]), cat_a, {}, ValueError,
+         "scores[1] (1, %d, 1) and deltas[1] (1, %d, 4) must have the same B and n_1"
+         % (n[1], n[1] - 1)),
+        (scores, swap(deltas, 2, deltas[2][..., :3]), cat_a, {}, ValueError,
+         "deltas[2] must have shape (B, n_2, 4), got (1, %d, 3)" % n[2]),
+        (scores, swap(deltas, 1, np.concatenate([deltas[1]] * 2)), cat_a, {}, ValueError,
+         "deltas[1] must have the batch size B = 1 of deltas[0], got (2, %d, 4)" % n[1]),
+        (swap(scores, 0, np.concatenate([scores[0]] * 2)), deltas, cat_a, {}, ValueError,
+         "scores[0] (2, %d, 1) and deltas[0] (1, %d, 4) must have the same B" % (n[0], n[0])),
+        (swap(scores, 2, scores[2][..., None]), deltas, cat_a, {}, ValueError,
+         "scores[2] must have shape (B, n_2, 1), got (1, %d, 1, 1)" % n[2]),
+        (scores, deltas, cat_a[:, 1:], {}, ValueError,
+         "anchors must have shape (1, N, 4), the levels' anchors concatenated: N = %d (the sum "
+         "of the levels' n_i), got (1, %d, 4)" % (N, N - 1)),
+        (scores, deltas, cat_a, dict(rpn_pre_nms_top_n=2, rpn_post_nms_top_n=2,
+                                     per_level_nms=True), ValueError,
+         "per_level_nms needs rpn_pre_nms_top_n >= the number of levels (3), got 2"),
+        (scores, swap(deltas, 1, deltas[1].astype(np.float64)), cat_a, {}, TypeError,
+         "deltas[1] must have the dtype of anchors (float32), got float64"),
+    ]
+    for s, d, a, kw, exc, msg in cases:
+        kw = dict(dict(rpn_pre_nms_top_n=100, rpn_post_nms_top_n=10), **kw)
+        with pytest.raises(exc, match="frcnn_multilevel_proposal") as e:
+            frcnn_ops.multilevel_proposal(s, d, a, info, **kw)
+        assert msg in str(e.value), (msg, str(e.value))
+        if not s or len(s) != len(d):
+            continue  # refused before any op runs, the same on every path
+        with pytest.raises(mx.base.MXNetError, match="frcnn_multilevel_proposal") as e:
+            frcnn_ops.multilevel_proposal([mx.nd.array(x, dtype=x.dtype) for x in s],
+                                          [mx.nd.array(x, dtype=x.dtype) for x in d],
+                                          mx.nd.array(a), mx.nd.array(info), **kw).wait_to_read()
+        assert msg in str(e.value), (msg, str(e.value))
+    # num_levels that disagrees with the inputs; without it MXNet cannot count them
+    shapes = [list(cat_a.shape), list(info.shape)] + [list(x.shape) for x in scores + deltas]
+    with pytest.raises(ValueError, match="frcnn_multilevel_proposal: got 6 level inputs after "
+                       r"anchors and im_info, expected 2 \* num_levels = 4"):
+        frcnn_ops._C.infer_shape("frcnn_multilevel_proposal", shapes, {"num_levels": "2"})
+    generated = mx.nd.op.frcnn_multilevel_proposal.__wrapped_generated__
+    with pytest.raises(mx.base.MXNetError, match="attribute num_levels is required"):
+        generated(*[mx.nd.array(x) for x in [cat_a, info] + scores + deltas]).wait_to_read()
+    with pytest.raises(TypeError, match="frcnn_multilevel_proposal: needs scores"):
+        mx.nd.frcnn_multilevel_proposal(mx.nd.array(cat_a), mx.nd.array(info),
+                                        *[mx.nd.array(x) for x in scores + deltas[:2]])

@@ -19,6 +19,8 @@ FUNCTIONS = {
     "clip_boxes": ("frcnn_clip_boxes", ["boxes", "im_info"]),
     "clip_boxes_backward": ("frcnn_clip_boxes", ["grad", "boxes", "im_info"]),
     "proposal": ("frcnn_proposal", ["scores", "deltas", "anchors", "im_info"]),
+    "multilevel_proposal": ("frcnn_multilevel_proposal",
+                            ["scores", "deltas", "anchors", "im_info"]),
     "nms": ("frcnn_nms", ["data"]),
     "nms_backward": ("frcnn_nms", ["grad", "data"]),
     "roi_align": ("frcnn_roi_align", ["data", "rois"]),
@@ -27,6 +29,10 @@ FUNCTIONS = {
     "multilevel_roi_align_backward": ("frcnn_multilevel_roi_align",
                                       ["grad", "rois", "feature_shapes"]),
 }
+
+
+# Attributes the Python function derives from its inputs (MXNet needs them to count inputs).
+DERIVED = {"frcnn_multilevel_proposal": ["num_levels"]}
 
 
 def test_every_op_has_its_python_functions():
@@ -39,7 +45,7 @@ def test_signature_follows_the_schema(fn):
     op, inputs = FUNCTIONS[fn]
     params = inspect.signature(getattr(frcnn_ops, fn)).parameters
     assert list(params)[:len(inputs)] == inputs
-    attrs = SCHEMA[op]["attrs"]
+    attrs = [a for a in SCHEMA[op]["attrs"] if a["name"] not in DERIVED.get(op, [])]
     assert list(params)[len(inputs):] == [a["name"] for a in attrs]
     for a in attrs:
         p = params[a["name"]]
@@ -63,6 +69,8 @@ def _shapes(op):
         "frcnn_box_decode": [[1, 3, 4], [1, 3, 4]],
         "frcnn_clip_boxes": [[1, 3, 4], [1, 3]],
         "frcnn_proposal": [[1, 3, 1], [1, 3, 4], [1, 3, 4], [1, 3]],
+        "frcnn_multilevel_proposal": [[1, 3, 4], [1, 3], [1, 2, 1], [1, 1, 1], [1, 2, 4],
+                                      [1, 1, 4]],
         "frcnn_nms": [[3, 6]],
         "frcnn_roi_align": [[1, 2, 4, 4], [3, 5]],
         "frcnn_multilevel_roi_align": [[3, 5], [1, 2, 8, 8], [1, 2, 4, 4], [1, 2, 2, 2],
@@ -72,6 +80,7 @@ def _shapes(op):
 
 def _required(op):
     return {"frcnn_roi_align": {"pooled_size": "2", "spatial_scale": "0.5"},
+            "frcnn_multilevel_proposal": {"num_levels": "2"},
             "frcnn_multilevel_roi_align": {"pooled_size": "2",
                                            "spatial_scales": "(0.25, 0.125, 0.0625, 0.03125)"},
             }.get(op, {})

@@ -173,9 +173,16 @@ std::vector<std::string> input_names(const OpDef& op, size_t n) {
     const InputSpec& s = input_spec(op, i);
     if (s.name[0] != '*') {
       names.emplace_back(s.name);
-    } else {
-      const size_t first = op.inputs.size() - 1;
-      names.push_back(std::string(s.name + 1) + "[" + std::to_string(i - first) + "]");
+    } else {  // "*a,b,...": the variadic inputs in equal groups a[0..k), b[0..k), ...
+      std::vector<std::string> groups(1);
+      for (const char* ch = s.name + 1; *ch; ++ch) {
+        if (*ch == ',') groups.emplace_back();
+        else groups.back() += *ch;
+      }
+      const size_t first = op.inputs.size() - 1, j = i - first;
+      const size_t per = std::max<size_t>(1, (n - first + groups.size() - 1) / groups.size());
+      const size_t g = std::min(j / per, groups.size() - 1);
+      names.push_back(groups[g] + "[" + std::to_string(j - g * per) + "]");
     }
   }
   return names;

@@ -121,7 +121,9 @@ struct Call {
 };
 
 struct InputSpec {
-  const char* name;  // "*name" (last only): any number of inputs, named name[0], name[1], ...
+  // "*name" (last only): any number of inputs, named name[0], name[1], ...; "*a,b" (last
+  // only): 2k inputs, a[0] .. a[k-1] then b[0] .. b[k-1] (frcnn_multilevel_proposal)
+  const char* name;
   bool grad;         // the op computes a gradient for it (else the MXNet glue writes zeros)
   bool backward_reads = true;  // the backward reads its values (else only its shape)
 };

@@ -46,6 +46,26 @@ void proposal_levels_cuda(DType dt, const void* scores, const void* deltas, cons
                           const std::vector<int64_t>& levels, const ProposalParams& p,
                           void* workspace, size_t workspace_bytes, void* stream);
 
+// frcnn_multilevel_proposal: the FPN levels' scores[l] (B, levels[l]) or (B, levels[l], 1) and
+// deltas[l] (B, levels[l], 4) apart, anchors (1 or B, N = sum of levels, 4) concatenated.
+// Exactly proposal_* (per_level_nms false) or proposal_levels_* (true) on the levels
+// concatenated along N: the levels are gathered into contiguous scratch memory (CPU: the
+// scratch pool; GPU: the front of proposal_multilevel_cuda_workspace() bytes), then those run.
+void proposal_multilevel_cpu(DType dt, const std::vector<const void*>& scores,
+                             const std::vector<const void*>& deltas, const void* anchors,
+                             const void* im_info, void* out, int64_t B,
+                             const std::vector<int64_t>& levels, int64_t anchor_batch,
+                             int64_t info_cols, bool per_level_nms, const ProposalParams& p);
+size_t proposal_multilevel_cuda_workspace(DType dt, int64_t B,
+                                          const std::vector<int64_t>& levels,
+                                          bool per_level_nms, const ProposalParams& p);
+void proposal_multilevel_cuda(DType dt, const std::vector<const void*>& scores,
+                              const std::vector<const void*>& deltas, const void* anchors,
+                              const void* im_info, void* out, int64_t B,
+                              const std::vector<int64_t>& levels, int64_t anchor_batch,
+                              int64_t info_cols, bool per_level_nms, const ProposalParams& p,
+                              void* workspace, size_t workspace_bytes, void* stream);
+
 // GPU: the caller provides one scratch buffer of proposal_cuda_workspace() bytes.
 size_t proposal_cuda_workspace(DType dt, int64_t B, int64_t N, const ProposalParams& p);
 void proposal_cuda(DType dt, const void* scores, const void* deltas, const void* anchors,

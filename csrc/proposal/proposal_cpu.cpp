@@ -1,9 +1,11 @@
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/checks.h"
 #include "common/half_cpu.h"
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "nms/nms_cpu.h"
 #include "proposal/proposal.h"
 
@@ -140,6 +142,37 @@ void proposal_levels_cpu(DType dt, const void* scores, const void* deltas, const
                                           static_cast<const scalar_t*>(im_info),
                                           static_cast<scalar_t*>(out), B, N, anchor_batch,
                                           info_cols, levels, p));
+}
+
+void proposal_multilevel_cpu(DType dt, const std::vector<const void*>& scores,
+                             const std::vector<const void*>& deltas, const void* anchors,
+                             const void* im_info, void* out, int64_t B,
+                             const std::vector<int64_t>& levels, int64_t anchor_batch,
+                             int64_t info_cols, bool per_level_nms, const ProposalParams& p) {
+  const size_t es = dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
+  int64_t N = 0;
+  for (int64_t n : levels) N += n;
+  // the levels concatenated along N, image by image: scores (B, N), then deltas (B, N, 4)
+  Scratch buf(std::max<size_t>(1, static_cast<size_t>(B * N * 5) * es));
+  char* cat_scores = buf.as<char>();
+  char* cat_deltas = cat_scores + static_cast<size_t>(B * N) * es;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t off = 0;
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const size_t n = static_cast<size_t>(levels[l]);
+      std::memcpy(cat_scores + (b * N + off) * es,
+                  static_cast<const char*>(scores[l]) + b * n * es, n * es);
+      std::memcpy(cat_deltas + (b * N + off) * 4 * es,
+                  static_cast<const char*>(deltas[l]) + b * n * 4 * es, n * 4 * es);
+      off += levels[l];
+    }
+  }
+  if (per_level_nms)
+    proposal_levels_cpu(dt, cat_scores, cat_deltas, anchors, im_info, out, B, N, anchor_batch,
+                        info_cols, levels, p);
+  else
+    proposal_cpu(dt, cat_scores, cat_deltas, anchors, im_info, out, B, N, anchor_batch,
+                 info_cols, p);
 }
 
 void proposal_cpu(DType dt, const void* scores, const void* deltas, const void* anchors,

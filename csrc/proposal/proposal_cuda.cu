@@ -313,7 +313,74 @@ void proposal_levels_impl(const T* scores, const T* deltas, const T* anchors, co
        out + n_out * 5, int64_t(p.post_nms) * 5, B, (p.post_nms - n_out) * 5, stream, -1.f);
 }
 
+// frcnn_multilevel_proposal's gather: level l's rows of every image to columns [off, off + n)
+// of the concatenated scores (B, N) and deltas (B, N, 4).
+template <typename T>
+void gather_levels(const std::vector<const void*>& scores, const std::vector<const void*>& deltas,
+                   const std::vector<int64_t>& levels, int64_t B, int64_t N, T* cat_scores,
+                   T* cat_deltas, cudaStream_t stream) {
+  int64_t off = 0;
+  for (size_t l = 0; l < levels.size(); ++l) {
+    const int64_t n = levels[l];
+    rows("frcnn_multilevel_proposal: rows_kernel (scores)", static_cast<const T*>(scores[l]), n,
+         cat_scores + off, N, B, n, stream);
+    rows("frcnn_multilevel_proposal: rows_kernel (deltas)", static_cast<const T*>(deltas[l]),
+         n * 4, cat_deltas + off * 4, N * 4, B, n * 4, stream);
+    off += n;
+  }
+}
+
+size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
+
+int64_t sum_of(const std::vector<int64_t>& levels) {
+  int64_t N = 0;
+  for (int64_t n : levels) N += n;
+  return N;
+}
+
 }  // namespace
+
+size_t proposal_multilevel_cuda_workspace(DType dt, int64_t B,
+                                          const std::vector<int64_t>& levels,
+                                          bool per_level_nms, const ProposalParams& p) {
+  if (B == 0) return 0;
+  const int64_t N = sum_of(levels);
+  const size_t es = dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
+  const size_t inner = per_level_nms ? proposal_levels_cuda_workspace(dt, B, levels, p)
+                                     : proposal_cuda_workspace(dt, B, N, p);
+  return 256 + align256(static_cast<size_t>(B * N * 5) * es) + inner;
+}
+
+void proposal_multilevel_cuda(DType dt, const std::vector<const void*>& scores,
+                              const std::vector<const void*>& deltas, const void* anchors,
+                              const void* im_info, void* out, int64_t B,
+                              const std::vector<int64_t>& levels, int64_t anchor_batch,
+                              int64_t info_cols, bool per_level_nms, const ProposalParams& p,
+                              void* workspace, size_t workspace_bytes, void* stream) {
+  if (B == 0) return;
+  const int64_t N = sum_of(levels);
+  const size_t es = dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
+  const size_t need = proposal_multilevel_cuda_workspace(dt, B, levels, per_level_nms, p);
+  if (workspace == nullptr || workspace_bytes < need)
+    throw Error("frcnn_multilevel_proposal: workspace of " + std::to_string(workspace_bytes) +
+                " bytes, needs " + std::to_string(need));
+  char* base = reinterpret_cast<char*>(
+      (reinterpret_cast<uintptr_t>(workspace) + 255) & ~uintptr_t(255));
+  char* cat_scores = base;
+  char* cat_deltas = base + static_cast<size_t>(B * N) * es;
+  char* inner = base + align256(static_cast<size_t>(B * N * 5) * es);
+  const size_t inner_bytes = workspace_bytes - static_cast<size_t>(inner - static_cast<char*>(workspace));
+  FRCNN_DISPATCH_CUDA(dt, "frcnn_multilevel_proposal",
+    gather_levels<scalar_t>(scores, deltas, levels, B, N,
+                            reinterpret_cast<scalar_t*>(cat_scores),
+                            reinterpret_cast<scalar_t*>(cat_deltas), as_stream(stream)));
+  if (per_level_nms)
+    proposal_levels_cuda(dt, cat_scores, cat_deltas, anchors, im_info, out, B, N, anchor_batch,
+                         info_cols, levels, p, inner, inner_bytes, stream);
+  else
+    proposal_cuda(dt, cat_scores, cat_deltas, anchors, im_info, out, B, N, anchor_batch,
+                  info_cols, p, inner, inner_bytes, stream);
+}
 
 size_t proposal_levels_cuda_workspace(DType dt, int64_t B, const std::vector<int64_t>& levels,
                                       const ProposalParams& p) {

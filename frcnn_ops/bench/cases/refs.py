@@ -34,7 +34,7 @@ def gluoncv_proposal_block(mx, pre, post):
 
 
 def fpn_proposal_fns(mx, pre, post):
-    """(ours through MXNet: the levels concatenated + frcnn_proposal with level_sizes,
+    """(ours through MXNet: frcnn_multilevel_proposal on the levels as they come (no concat),
     GluonCV's multi-level RPN path after its head, hybridized: RPNProposal per level, concat,
     box_nms, slice) at the FPN shape."""
     from gluoncv.model_zoo.rcnn.rpn.proposal import RPNProposal
@@ -59,12 +59,11 @@ def fpn_proposal_fns(mx, pre, post):
     A, Sx, D = ([mx.nd.array(v) for v in x] for x in (anchors, scores, deltas))
     I, img = mx.nd.array(info), mx.nd.zeros((1, 3) + S.FPN_IMAGE_HW)
     cat_a = mx.nd.concat(*A, dim=1)  # anchors are constants of the model: concatenated once
-    sizes = [a.shape[1] for a in anchors]
 
     def ours():
-        return mx.nd.frcnn_proposal(mx.nd.concat(*Sx, dim=1), mx.nd.concat(*D, dim=1), cat_a, I,
-                                    rpn_pre_nms_top_n=pre, rpn_post_nms_top_n=post,
-                                    level_sizes=sizes, **S.FPN_RPN)
+        return mx.nd.frcnn_multilevel_proposal(cat_a, I, *Sx, *D, num_levels=L,
+                                               rpn_pre_nms_top_n=pre, rpn_post_nms_top_n=post,
+                                               **S.FPN_RPN)
     return mx_sync(ours), mx_sync(lambda: net(img, *A, *Sx, *D))
 
 
