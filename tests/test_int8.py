@@ -1,4 +1,5 @@
-"""int8 inference (frcnn_ops.int8.quantize, load_model(precision='int8')): a small model (resnet18_v1b at width 0.25, 160x200 image, random init) quantized and
+"""int8 inference (frcnn_ops.int8.quantize, load_model(precision='int8'), frcnn-eval --precision
+int8): a small model (resnet18_v1b at width 0.25, 160x200 image, random init) quantized and
 compared with its float32 self, the int8 graph's layout (quantized backbone, float32 frcnn ops),
 export + SymbolBlock reload, and the refusals (a CPU without AVX512-VNNI, simulated by
 FRCNN_FAKE_NO_INT8=1; no calibration data; the FPN model; a net that is not float32).
@@ -176,3 +177,41 @@ def test_int8_is_not_a_build_time_precision():
     with pytest.raises(ValueError, match=r"got 'int8' \(int8 is made from a float32 net.*"
                                          r"frcnn_ops.int8.quantize"):
         faster_rcnn(precision="int8", **SMALL)
+
+
+def test_cli_refusals(monkeypatch, capsys):
+    import importlib
+    ev = importlib.import_module("frcnn_model.cli.eval")
+    monkeypatch.setenv("FRCNN_FAKE_NO_INT8", "1")
+    with pytest.raises(SystemExit, match="frcnn-eval: --precision int8: .*AVX512-VNNI"):
+        ev.main(["--random-init", "--precision", "int8"])
+    monkeypatch.delenv("FRCNN_FAKE_NO_INT8")
+    with pytest.raises(SystemExit):
+        ev.main(["--random-init", "--precision", "int8", "--calib-batches", "0"])
+    assert "--calib-batches must be >= 1" in capsys.readouterr().err
+
+
+@needs_vnni
+def test_cli_eval_int8(tmp_path, capsys):
+    """frcnn-eval --precision int8 on a tiny synthetic set with a small random-init checkpoint:
+    it calibrates on the training images and evaluates (random weights: the mAP means
+    nothing)."""
+    import importlib
+    from frcnn_model.cli.common import synthetic_set
+    from frcnn_model.modeling.faster_rcnn import faster_rcnn, save_model
+    ev = importlib.import_module("frcnn_model.cli.eval")
+    classes = tuple(synthetic_set(1, 0, 96, "20,64").classes)
+    mx.random.seed(0)
+    net = faster_rcnn(classes=classes, **SMALL)
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 96, 96)))
+    path = str(tmp_path / "small.params")
+    save_model(net, path)
+    out = str(tmp_path / "ap.json")
+    assert ev.main([path, "--precision", "int8", "--num-images", "4", "--image-size", "96",
+                    "--short", "96", "--max-size", "96", "--batch-size", "2",
+                    "--calib-batches", "2", "--json", out]) == 0
+    text = capsys.readouterr().out
+    assert "int8: calibrated on 4 training images (naive)" in text
+    with open(out) as f:
+        assert json.load(f)["precision"] == "int8"
