@@ -7,6 +7,7 @@ SymbolBlocks. Without MXNet the NumPy and CuPy API still works.
 from . import _lib
 from ._dispatch import emulate_cuda, release_graph_workspaces
 from . import bf16
+from . import int8
 from ._lib import _C
 from .box_coder import box_decode, box_decode_backward, clip_boxes, clip_boxes_backward
 from .gluoncv_patch import patch_gluoncv
@@ -21,7 +22,7 @@ __all__ = ["box_decode", "clip_boxes", "proposal", "multilevel_proposal", "nms",
            "multilevel_roi_align", "multilevel_roi_align_backward", "multilevel_roi_levels",
            "patch_gluoncv",
            "build_info", "get_num_threads", "set_num_threads", "emulate_cuda",
-           "release_graph_workspaces", "release_cpu_scratch", "mxnet_available", "bf16"]
+           "release_graph_workspaces", "release_cpu_scratch", "mxnet_available", "bf16", "int8"]
 
 
 def _try_load_mxnet():

@@ -50,11 +50,18 @@ _XFEATURE_XTILEDATA = 18
 amx = "off: frcnn_ops has not imported MXNet"
 
 
+# int8 needs weights and calibration images, so it is not a build-time precision
+INT8_HINT = (" (int8 is made from a float32 net with its weights and a few calibration batches: "
+             "frcnn_ops.int8.quantize(net, calib_data), or load_model(path, precision='int8', "
+             "calib_data=...))")
+
+
 def check_precision(precision: str, where: str = "precision") -> str:
     """``precision`` if it is 'fp32' or 'bf16', else a ValueError naming ``where``."""
     if precision not in PRECISIONS:
-        raise ValueError("%s must be one of %s, got %r"
-                         % (where, ", ".join(repr(p) for p in PRECISIONS), precision))
+        raise ValueError("%s must be one of %s, got %r%s"
+                         % (where, ", ".join(repr(p) for p in PRECISIONS), precision,
+                            INT8_HINT if precision == "int8" else ""))
     return precision
 
 

@@ -115,9 +115,12 @@ def check_params_file(path: str, who: str) -> Dict[str, mx.nd.NDArray]:
 
 def check_precision_cli(precision: str, who: str) -> None:
     """Ends a command line with a message when ``precision`` cannot run on this CPU (bf16
-    without AVX512-BF16)."""
-    from frcnn_ops import bf16
+    without AVX512-BF16, int8 without AVX512-VNNI)."""
+    from frcnn_ops import bf16, int8
     try:
+        if precision == "int8":
+            int8.check_int8_cpu()
+            return
         bf16.check_precision(precision, "--precision")
         if precision == "bf16":
             bf16.check_bf16_cpu()

@@ -43,9 +43,19 @@ def _parse(argv):
                    "were trained at, from PARAMS.json, else 600)")
     p.add_argument("--max-size", type=int, help="image long side cap")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: convolutions and dense layers in bfloat16 (needs AVX512-BF16; "
-                   "default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="bf16: convolutions and dense layers in bfloat16 (needs AVX512-BF16); "
+                   "int8: the backbone (features, layer4) in int8 through oneDNN, calibrated "
+                   "on training images (needs AVX512-VNNI; default: %(default)s)")
+    p.add_argument("--calib-batches", type=int, default=8,
+                   help="int8: batches of --batch-size training images to calibrate on "
+                   "(synthetic: the checkpoint's training set; voc: --calib-split; default: "
+                   "%(default)s)")
+    p.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive",
+                   help="int8: naive (min/max) or entropy (KL) thresholds (default: "
+                   "%(default)s)")
+    p.add_argument("--calib-split", default="2007-trainval",
+                   help="voc, int8: the split to calibrate on (default: %(default)s)")
     p.add_argument("--json", help="write the APs to this file")
     p.add_argument("--skip-bad", action="store_true",
                    help="voc: leave out bad samples (unreadable image, missing or malformed "
@@ -54,6 +64,8 @@ def _parse(argv):
     p.add_argument("--no-check-images", action="store_true",
                    help="voc: do not decode every image before evaluating")
     args = p.parse_args(argv)
+    if args.calib_batches < 1:
+        p.error("--calib-batches must be >= 1")
     if bool(args.params) == bool(args.random_init):
         p.error("give PARAMS or --random-init (one of them)")
     return args
@@ -69,6 +81,40 @@ def _training_args(params):
     return {}
 
 
+def _quantize(net, args, run, short, max_size):
+    """--precision int8: quantizes ``net``'s backbone, calibrated on --calib-batches batches of
+    training images (the inference transform, a fixed shuffled order)."""
+    import os
+    from frcnn_ops import int8
+    from ..data.transforms import FasterRCNNValTransform, iterate_batches
+    from .common import PRESETS, synthetic_set
+    if args.dataset == "synthetic":
+        preset = PRESETS["synthetic-small"]
+        train = synthetic_set(run.get("num_train") or preset["num_train"], run.get("seed", 0)
+                              if args.seed is None else args.seed,
+                              args.image_size or run.get("image_size") or 160,
+                              run.get("object_size") or preset["object_size"])
+    else:
+        from ..data.datasets import VOCDetection
+        from .common import voc_splits
+        try:
+            train = VOCDetection(os.path.expanduser(args.dataset[4:]),
+                                 splits=voc_splits(args.calib_split), classes=net.classes,
+                                 on_bad="skip")
+        except FileNotFoundError as e:
+            raise SystemExit("frcnn-eval: --calib-split %s: %s" % (args.calib_split, e))
+    batches = iterate_batches(train, FasterRCNNValTransform(short=short, max_size=max_size),
+                              args.batch_size, shuffle=True, seed=0, epoch=0)
+    t0 = time.time()
+    try:
+        int8.quantize(net, batches, calib_mode=args.calib_mode, num_batches=args.calib_batches)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise SystemExit("frcnn-eval: --precision int8: %s" % e)
+    info = net._frcnn_int8
+    print("int8: calibrated on %d training images (%s) in %.1f s"
+          % (info["calib_images"], info["calib_mode"], time.time() - t0))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .threads import load_mxnet, use_all_cpus
     use_all_cpus()  # before MXNet is imported
@@ -82,10 +128,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          model_for_params, random_model, synthetic_set)
 
     check_precision_cli(args.precision, "frcnn-eval")
+    load_precision = "fp32" if args.precision == "int8" else args.precision
     if args.params:
         # first: a bad file fails fast
         model_for_params(args.params, args.model, "frcnn-eval")
-        net = load_model_checked(args.params, "frcnn-eval", precision=args.precision)
+        # int8: the float32 net, quantized below once the calibration images are known
+        net = load_model_checked(args.params, "frcnn-eval", precision=load_precision)
         run = _training_args(args.params)
         # the input size saved with the weights (as frcnn-detect reads it), not the run's log
         short, max_size = default_input_size(model_spec(args.params))
@@ -110,13 +158,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("frcnn-eval: unknown --dataset %r (synthetic | voc:ROOT)" % args.dataset)
     if net is None:  # --random-init: the dataset's classes
         import mxnet as mx
-        net = random_model(args.model or MODEL_NAMES[0], "frcnn-eval", precision=args.precision,
+        net = random_model(args.model or MODEL_NAMES[0], "frcnn-eval", precision=load_precision,
                            classes=tuple(dataset.classes))
         mx.random.seed(args.seed or 0)
         net.initialize(mx.init.Xavier())
     if tuple(net.classes) != tuple(dataset.classes):
         raise SystemExit("frcnn-eval: the network's classes %s are not the dataset's %s"
                          % (list(net.classes), list(dataset.classes)))
+    if args.precision == "int8":
+        _quantize(net, args, run, short, max_size)
     net.hybridize(static_alloc=True)
     t0 = time.time()
     names, values = evaluate(net, dataset, FasterRCNNValTransform(short=short, max_size=max_size),

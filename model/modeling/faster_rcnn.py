@@ -451,15 +451,34 @@ def named_model(name: str, **overrides: Any) -> FasterRCNN:
     return build_model(dict(arch=MODELS[name], backbone="resnet50_v1b", **overrides))
 
 
-def load_model(path: str, ctx: Optional[mx.Context] = None, **overrides: Any) -> FasterRCNN:
+def load_model(path: str, ctx: Optional[mx.Context] = None, calib_data: Any = None,
+               calib_mode: str = "naive", **overrides: Any) -> FasterRCNN:
     """The network saved by :func:`save_model` (architecture from ``path + '.json'``), or, for a
     parameter file without one (GluonCV's), the GluonCV model its parameter names say (see
     :func:`model_spec`); ``overrides`` change test-time settings (e.g. ``rpn_test_post_nms``,
-    ``precision='bf16'`` for the C4 model)."""
+    ``precision='bf16'`` for the C4 model).
+
+    ``precision='int8'`` (C4 model, CPU with AVX512-VNNI) loads the float32 weights and then
+    quantizes the backbone with :func:`frcnn_ops.int8.quantize`, calibrated on ``calib_data``
+    (image batches (B, 3, H, W) with the inference transform, e.g. a few training batches;
+    required) with ``calib_mode`` ('naive' or 'entropy')."""
     spec = model_spec(path)
     spec.pop("precision", None)
     spec.pop("input_size", None)
+    int8 = overrides.get("precision") == "int8"
+    if int8:
+        from frcnn_ops import int8 as int8_mod
+        int8_mod.check_int8_cpu()
+        if calib_data is None:
+            raise ValueError("load_model: precision='int8' needs calib_data (a few batches of "
+                             "training images with the inference transform, to calibrate on)")
+        overrides = dict(overrides, precision="fp32")
+    elif calib_data is not None:
+        raise ValueError("load_model: calib_data is for precision='int8' only (precision=%r)"
+                         % overrides.get("precision", "fp32"))
     spec.update(overrides)
     net = build_model(spec)
     net.load_parameters(path, ctx=ctx)
+    if int8:
+        int8_mod.quantize(net, calib_data, calib_mode=calib_mode)
     return net
