@@ -128,7 +128,7 @@ def quantize(net: "mxnet.gluon.HybridBlock", calib_data, calib_mode: str = "naiv
     for name in BLOCKS:
         if not isinstance(getattr(net, name, None), HybridBlock):
             raise TypeError("quantize: %s has no '%s' block: only a C4 Faster R-CNN (features "
-                            "+ top_features) is supported (the FPN model runs in fp32 only)"
+                            "+ top_features) is supported (the FPN model runs in fp32 or bf16)"
                             % (type(net).__name__, name))
     for p in net.collect_params().values():
         if p._data is not None and any(c.device_type != "cpu" for c in p.list_ctx()):

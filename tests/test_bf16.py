@@ -234,3 +234,28 @@ def test_amx_in_a_fresh_process(order, tmp_path):
         assert all("amx" in line for line in convs), convs
     else:
         assert not any("amx" in line for line in convs), convs
+
+
+@needs_bf16
+def test_fpn_bf16_agrees_with_fp32(tmp_path):
+    """The FPN model in bf16 (the same install as the C4 model's): most float32 detections
+    again, and its graph in bfloat16."""
+    from frcnn_model.modeling.fpn import faster_rcnn_fpn
+    small = dict(backbone="resnet18_v1b", width=0.25, num_fpn_filters=32, rpn_channel=32,
+                 box_head_units=64, rpn_test_post_nms=100)
+    mx.random.seed(0)
+    f32 = faster_rcnn_fpn(**small)
+    f32.initialize(mx.init.Xavier())
+    x = mx.nd.array(np.random.RandomState(0).normal(size=(1, 3, 128, 192)).astype(np.float32))
+    f32.hybridize()
+    out32 = f32(x)
+    path = str(tmp_path / "fpn.params")
+    f32.save_parameters(path)
+    b16 = faster_rcnn_fpn(precision="bf16", **small)
+    b16.load_parameters(path)
+    out16 = b16(x)
+    assert b16.precision == "bf16"
+    share, n = bf16.matched_share(out32, out16)
+    assert n > 50 and share >= MIN_SHARE, (share, n)
+    text = b16._cached_graph[1].tojson(remove_amp_cast=False)
+    assert "amp_cast" in text and "bfloat16" in text

@@ -62,8 +62,8 @@ def test_eval_and_detect_take_the_architecture_from_the_file(trained_fpn, gray_p
                        "does not match --params .*holds a faster_rcnn_fpn_resnet50_v1b_coco"):
         detect.main([gray_png, "--params", trained_fpn, "--model",
                      "faster_rcnn_resnet50_v1b_voc"])
-    with pytest.raises(SystemExit, match="frcnn-eval: --precision bf16: .*fp32 only"):
-        eval_cli.main([trained_fpn, "--precision", "bf16"])
+    with pytest.raises(SystemExit, match="frcnn-eval: --precision int8: .*only a C4 Faster R-CNN.*fp32 or bf16"):
+        eval_cli.main([trained_fpn, "--precision", "int8"])
 
 
 def test_random_init_fpn_and_bad_values(gray_png, tmp_path, capsys):

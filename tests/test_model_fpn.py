@@ -145,7 +145,7 @@ def test_fpn_bad_settings_are_named():
         frcnn_model.faster_rcnn_fpn_resnet50_v1b_coco(stride=16)  # the C4 model's setting
     with pytest.raises(ValueError, match="one anchor scale per level"):
         frcnn_model.faster_rcnn_fpn_resnet50_v1b_coco(scales=(2, 4))
-    with pytest.raises(ValueError, match="precision 'bf16'"):
-        frcnn_model.faster_rcnn_fpn_resnet50_v1b_coco(precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
+        frcnn_model.faster_rcnn_fpn_resnet50_v1b_coco(precision="fp16")
     with pytest.raises(ValueError, match="unknown architecture arch='yolo'"):
         frcnn_model.modeling.faster_rcnn.build_model({"arch": "yolo"})

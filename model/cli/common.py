@@ -139,9 +139,9 @@ def load_model_checked(path: str, who: str, **overrides: Any) -> FasterRCNN:
     except (OSError, ValueError) as e:
         raise SystemExit("%s: %s.json (the architecture beside the weights) is unreadable: %s"
                          % (who, path, describe_error(e)))
-    if overrides.get("precision", "fp32") != "fp32" and spec.get("arch") == "faster_rcnn_fpn":
-        raise SystemExit("%s: --precision %s: %s holds a %s, which runs in fp32 only"
-                         % (who, overrides["precision"], path, model_name(spec)))
+    if overrides.get("precision") == "int8" and spec.get("arch") == "faster_rcnn_fpn":
+        raise SystemExit("%s: --precision int8: %s holds a %s, which runs in fp32 or bf16 "
+                         "(int8 is the C4 model's)" % (who, path, model_name(spec)))
     try:
         return load_model(path, **overrides)
     except Exception as e:  # noqa: BLE001 - MXNet's missing/shape errors carry C++ traces
@@ -174,7 +174,7 @@ def model_for_params(path: str, wanted: Optional[str], who: str) -> str:
 
 def random_model(name: str, who: str, **overrides: Any) -> FasterRCNN:
     """The named model (frcnn_model.modeling.faster_rcnn.MODELS) with random weights not yet
-    initialised; a setting it cannot take (e.g. --precision bf16 for the FPN model) ends the
+    initialised; a setting it cannot take (e.g. an unknown --model setting) ends the
     program with a message naming the tool and the model."""
     from ..modeling.faster_rcnn import named_model
     try:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import frcnn_ops  # noqa: F401  (before mxnet: AMX for bf16, frcnn_ops/bf16.py)
 import mxnet as mx
+from frcnn_ops import bf16
 from mxnet.gluon import nn
 
 from ..data.classes import COCO_CLASSES
@@ -279,10 +280,9 @@ def faster_rcnn_fpn(backbone: str = "resnet50_v1b", width: float = 1.0,
     (``use_global_stats``) or trained; ``overrides`` change FPN_DEFAULTS (e.g.
     ``num_fpn_filters``, ``rpn_channel``, ``box_head_units`` for a small network). The
     arguments are kept in ``net.spec`` (what :func:`save_model` writes), with
-    ``arch='faster_rcnn_fpn'``. ``precision``: 'fp32' only (bf16 is the C4 model's)."""
-    if precision != "fp32":
-        raise ValueError("frcnn_model: faster_rcnn_fpn: precision %r is not supported (only "
-                         "'fp32'; bf16 is for the C4 model)" % (precision,))
+    ``arch='faster_rcnn_fpn'``. ``precision`` 'fp32' (default) or 'bf16': inference with
+    convolutions and dense layers in bfloat16, as the C4 model's (:mod:`frcnn_ops.bf16`)."""
+    bf16.check_precision(precision, "faster_rcnn_fpn: precision")
     if backbone not in BACKBONES:
         raise ValueError("frcnn_model: backbone must be one of %s, got %r"
                          % (", ".join(sorted(BACKBONES)), backbone))
@@ -292,7 +292,9 @@ def faster_rcnn_fpn(backbone: str = "resnet50_v1b", width: float = 1.0,
     net.spec = dict(arch=ARCH, backbone=backbone, width=width,
                     use_global_stats=use_global_stats,
                     **{k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()})
-    net.precision = "fp32"
+    net.precision = precision
+    if precision != "fp32":
+        bf16.install(net, precision)
     return net
 
 
