@@ -192,6 +192,45 @@ def drive_roi_align(be, rng, fo):
                             deterministic=det, **kw)
 
 
+def fpn_rois(rng, r, n_batch=2, hw=(256, 384)):
+    """Rois of every FPN level's size (16 to 400 px), a few bad ones (batch -1, NaN)."""
+    side = np.exp(rng.uniform(np.log(16), np.log(400), size=r))
+    xy = rng.uniform(0, 1, size=(r, 2)) * (np.array(hw[::-1]) - side[:, None])
+    out = np.concatenate([rng.integers(0, n_batch, size=(r, 1)), xy, xy + side[:, None]], 1)
+    if r >= 4:
+        out[0, 0] = -1
+        out[1, 1] = np.nan
+    return out
+
+
+def drive_multilevel(be, rng, fo):
+    """frcnn_multilevel_roi_align (fwd, bwd) over P2-P5 and frcnn_multilevel_proposal."""
+    N, C, hw = 2, 8, (256, 384)
+    shapes = [(N, C, hw[0] // s, hw[1] // s) for s in (4, 8, 16, 32)]
+    for dt in be.dtypes:
+        feats = [be.arr(rng.normal(size=sh), dt) for sh in shapes]
+        for R in EDGE_ROWS + (300,):
+            r = be.arr(fpn_rois(rng, R), dt)
+            for ps, sr, al in (((7, 7), 2, False), ((14, 14), 0, True)):
+                kw = dict(pooled_size=ps, sample_ratio=sr, aligned=al)
+                out = be.call("multilevel_roi_align", fo.multilevel_roi_align, r, feats, **kw)
+                if out is None:
+                    continue
+                g = be.arr(rng.normal(size=out.shape), dt)
+                for det in (False, True):
+                    be.call("multilevel_roi_align_backward", fo.multilevel_roi_align_backward,
+                            g, r, shapes, deterministic=det, **kw)
+        sizes = [0, 1, 63, 64, 65, 700]
+        for B in (1, 2):
+            s = [be.arr(rng.uniform(-0.1, 1, size=(B, n, 1)), dt) for n in sizes]
+            d = [be.arr(rng.normal(0, 0.2, size=(B, n, 4)), dt) for n in sizes]
+            a = be.arr(anchors(rng, sum(sizes)), dt)
+            info = be.arr(np.array([[600, 800, 1], [375, 500, 1]][:B]), dt)
+            for pre, post, per_level in ((6000, 300, False), (100, 50, True), (64, 64, True)):
+                be.call("multilevel_proposal", fo.multilevel_proposal, s, d, a, info, pre, post,
+                        threshold=0.7, rpn_min_size=16, per_level_nms=per_level)
+
+
 # ---- smoke --------------------------------------------------------------------------------
 
 def smoke(be, rng, fo):
@@ -251,6 +290,29 @@ def smoke(be, rng, fo):
         compare("roi_align_backward" + (" det" if det_bwd else ""),
                 fo.roi_align_backward(x(gr, f32), x(r, f32), feat.shape,
                                       deterministic=det_bwd, **rkw), exp, atol=1e-4)
+    fshapes = [(2, 8, 64 // k, 96 // k) for k in (1, 2, 4, 8)]
+    feats = [rng.normal(size=sh).astype(f32) for sh in fshapes]
+    fr = fpn_rois(rng, 80, hw=(256, 384)).astype(f32)
+    mkw = dict(pooled_size=(7, 7), sample_ratio=2)
+    out = fo.multilevel_roi_align(fr, feats, **mkw)
+    compare("multilevel_roi_align", fo.multilevel_roi_align(x(fr, f32), [x(f, f32) for f in feats],
+                                                            **mkw), out)
+    gm = rng.normal(size=out.shape).astype(f32)
+    exp = fo.multilevel_roi_align_backward(gm, fr, fshapes, **mkw)
+    for det_bwd in (False, True):
+        got = fo.multilevel_roi_align_backward(x(gm, f32), x(fr, f32), fshapes,
+                                               deterministic=det_bwd, **mkw)
+        for k in range(len(fshapes)):
+            compare("multilevel_bwd P%d%s" % (k + 2, " det" if det_bwd else ""), got[k], exp[k])
+    sizes = (300, 100, 40)
+    ls = [rng.uniform(size=(2, n, 1)).astype(f32) for n in sizes]
+    ld = [rng.normal(0, 0.3, size=(2, n, 4)).astype(f32) for n in sizes]
+    la = anchors(rng, sum(sizes)).astype(f32)
+    compare("multilevel_proposal",
+            fo.multilevel_proposal([x(v, f32) for v in ls], [x(v, f32) for v in ld], x(la, f32),
+                                   x(info2, f32), 200, 50, per_level_nms=True, **pkw),
+            fo.multilevel_proposal(ls, ld, la, info2, 200, 50, per_level_nms=True, **pkw),
+            atol=1e-3)
     be.sync()
     be.calls += len(results)
     if not all(results):
@@ -262,8 +324,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--numpy", action="store_true", help="NumPy stands in for CuPy (dry run)")
     p.add_argument("--smoke", action="store_true", help="one call of each op vs the CPU")
-    p.add_argument("--only", default="box,proposal,nms,roi_align",
-                   help="comma list of box, proposal, nms, roi_align (default: all)")
+    p.add_argument("--only", default="box,proposal,nms,roi_align,multilevel",
+                   help="comma list of box, proposal, nms, roi_align, multilevel (default: all)")
     args = p.parse_args(argv)
     be = Backend(args.numpy)
     import frcnn_ops as fo
@@ -274,7 +336,7 @@ def main(argv=None):
         smoke(be, rng, fo)
     else:
         steps = {"box": drive_box_ops, "proposal": drive_proposal, "nms": drive_nms,
-                 "roi_align": drive_roi_align}
+                 "roi_align": drive_roi_align, "multilevel": drive_multilevel}
         for name in args.only.split(","):
             before = be.calls
             steps[name](be, rng, fo)
