@@ -92,9 +92,12 @@ def rpn_raw(F: Any, rpn: nn.HybridBlock, feat: Any) -> Tuple[Any, Any, Any]:
     """anchors (1, HWA, 4), objectness logits (B, HWA, 1) before the sigmoid, deltas (B, HWA, 4).
 
     Uses only the sub-blocks, so it serves GluonCV's RPN too (patch_gluoncv)."""
-    anchors = rpn.anchor_generator(feat)
     h = rpn.conv1(feat)
-    logits = rpn.score(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 1))
+    score = rpn.score(h)
+    # the generator only needs the map's H, W: the small score map instead of the features
+    # (its `x * 0` and that product's zero gradient cost a pass over C=1024 channels)
+    anchors = rpn.anchor_generator(score)
+    logits = score.transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 1))
     deltas = rpn.loc(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 4))
     return anchors, logits, deltas
 

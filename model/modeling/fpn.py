@@ -198,9 +198,11 @@ def fpn_rpn_raw(F: Any, rpn: nn.HybridBlock, feats: Sequence[Any]) -> Tuple[Any,
     them. Uses only the sub-blocks, so it serves GluonCV's RPN too."""
     anchors, logits, deltas = [], [], []
     for generator, feat in zip(rpn.anchor_generator, feats):
-        anchors.append(generator(feat))
         h = rpn.rpn_head.conv1(feat)
-        logits.append(rpn.rpn_head.score(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 1)))
+        score = rpn.rpn_head.score(h)
+        # H, W from the small score map, not the 256-channel level (faster_rcnn.rpn_raw)
+        anchors.append(generator(score))
+        logits.append(score.transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 1)))
         deltas.append(rpn.rpn_head.loc(h).transpose(axes=(0, 2, 3, 1)).reshape((0, -1, 4)))
     return (F.concat(*anchors, dim=1), F.concat(*logits, dim=1), F.concat(*deltas, dim=1))
 
