@@ -40,39 +40,14 @@ def setup(env, parts, request):
 
 
 def _gluoncv_step(s):
-    from mxnet import autograd, gluon
-    from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator
-    mx, net = s["mx"], s["theirs"]
-    gen = RPNTargetGenerator(num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3,
-                             pos_ratio=0.5, stds=(1., 1., 1., 1.))
-    rpn_cls_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
-    rpn_box_loss = gluon.loss.HuberLoss(rho=1 / 9.)
-    rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    rcnn_box_loss = gluon.loss.HuberLoss()
-    x = mx.nd.array(s["x"])
-    gt_box = mx.nd.array(s["gt"][None, :, :4])
-    gt_label = mx.nd.array(s["gt"][None, :, 4:5])
-    h, w = s["hw"]
+    from frcnn_ops.bench.cases.refs import gluoncv_train_step
+    mx = s["mx"]
+    step = gluoncv_train_step(mx, s["theirs"], mx.nd.array(s["x"]), s["gt"], s["anchors"])
 
-    def step():
-        cls_t, box_t, mask = gen(gt_box[0], mx.nd.array(s["anchors"]), w, h)
-        rpn_cls_t, rpn_box_t, rpn_mask = (mx.nd.array(np.asarray(t))[None]
-                                          for t in (cls_t, box_t, mask))
-        with autograd.record():
-            cls_pred, box_pred, _, _, _, rpn_score, rpn_box, _, cls_targets, box_targets, \
-                box_masks, _ = net(x, gt_box, gt_label)
-            rpn_score = rpn_score.squeeze(axis=-1)
-            num_rpn_pos = (rpn_cls_t >= 0).sum()
-            l1 = rpn_cls_loss(rpn_score, rpn_cls_t, rpn_cls_t >= 0) * rpn_cls_t.size / num_rpn_pos
-            l2 = rpn_box_loss(rpn_box, rpn_box_t, rpn_mask) * rpn_box.size / num_rpn_pos
-            num_rcnn_pos = (cls_targets >= 0).sum()
-            l3 = rcnn_cls_loss(cls_pred, cls_targets, cls_targets.expand_dims(-1) >= 0) \
-                * cls_targets.size / num_rcnn_pos
-            l4 = rcnn_box_loss(box_pred, box_targets, box_masks) * box_pred.size / num_rcnn_pos
-            total = l1.sum() + l2.sum() + l3.sum() + l4.sum()
-        total.backward()
+    def run():
+        step()
         mx.nd.waitall()
-    return step
+    return run
 
 
 def _our_step(s):

@@ -185,3 +185,43 @@ def multilevel_fns(mx, backward=False):
             return [x.grad for x in xs]
         return mx_sync(step)
     return make(ours), make(lambda feats, rois: gluoncv_pyramid(mx, feats, rois))
+
+
+def gluoncv_train_step(mx, net, x, gt, anchors):
+    """GluonCV's training iteration as its train_faster_rcnn.py computes it (RPN targets,
+    forward, the four losses, backward) for a C4 or FPN net (the same training outputs), on
+    image x (NDArray), gt (M, 5) [x1, y1, x2, y2, class] and the net's anchors (N, 4); returns a
+    callable that runs one and returns the four losses."""
+    from mxnet import autograd, gluon
+    from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator
+    gen = RPNTargetGenerator(num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3,
+                             pos_ratio=0.5, stds=(1., 1., 1., 1.))
+    rpn_cls_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+    rpn_box_loss = gluon.loss.HuberLoss(rho=1 / 9.)
+    rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    rcnn_box_loss = gluon.loss.HuberLoss()
+    gt_box = mx.nd.array(gt[None, :, :4])
+    gt_label = mx.nd.array(gt[None, :, 4:5])
+    anchors = mx.nd.array(anchors)
+    h, w = x.shape[2:]
+
+    def step():
+        cls_t, box_t, mask = gen(gt_box[0], anchors, w, h)
+        rpn_cls_t, rpn_box_t, rpn_mask = (mx.nd.array(np.asarray(t))[None]
+                                          for t in (cls_t, box_t, mask))
+        with autograd.record():
+            out = net(x, gt_box, gt_label)
+            cls_pred, box_pred, rpn_score, rpn_box = out[0], out[1], out[5], out[6]
+            cls_targets, box_targets, box_masks = out[8], out[9], out[10]
+            rpn_score = rpn_score.squeeze(axis=-1)
+            num_rpn_pos = (rpn_cls_t >= 0).sum()
+            l1 = rpn_cls_loss(rpn_score, rpn_cls_t, rpn_cls_t >= 0) * rpn_cls_t.size / num_rpn_pos
+            l2 = rpn_box_loss(rpn_box, rpn_box_t, rpn_mask) * rpn_box.size / num_rpn_pos
+            num_rcnn_pos = (cls_targets >= 0).sum()
+            l3 = rcnn_cls_loss(cls_pred, cls_targets, cls_targets.expand_dims(-1) >= 0) \
+                * cls_targets.size / num_rcnn_pos
+            l4 = rcnn_box_loss(box_pred, box_targets, box_masks) * box_pred.size / num_rcnn_pos
+            total = l1.sum() + l2.sum() + l3.sum() + l4.sum()
+        total.backward()
+        return np.array([float(v.sum().asscalar()) for v in (l1, l2, l3, l4)])
+    return step
