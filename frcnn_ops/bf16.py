@@ -124,18 +124,22 @@ def amx_for_mxnet_load():
     (the module docstring says how and why); sets :data:`amx`."""
     global amx
     import platform
-    state, isa = _amx_decision(cpu_flags(), os.environ, "mxnet" in sys.modules,
+    state, isa = _amx_decision(cpu_flags(), os.environ, _mxnet_loaded(),
                                platform.machine(), _request_amx_permission)
     amx = state
     if isa is not None:
         os.environ["DNNL_MAX_CPU_ISA"] = isa
     try:
         yield
-        if isa is not None and "mxnet" in sys.modules:
+        if isa is not None and _mxnet_loaded():
             _first_onednn_operator()
     finally:
         if isa is not None:
             os.environ.pop("DNNL_MAX_CPU_ISA", None)
+
+
+def _mxnet_loaded():
+    return sys.modules.get("mxnet") is not None   # None: an import that failed or was hidden
 
 
 def _first_onednn_operator():
