@@ -40,7 +40,7 @@ def test_dry_run_reports_every_step(tmp_path):
     for step in STEPS:
         assert step in lines, "no summary line for %s:\n%s" % (step, proc.stdout[-3000:])
         assert lines[step][0] in ("passed", "skipped"), (step, lines[step])
-    assert lines["smoke"][0] == "passed" and "9 ops match" in lines["smoke"][1]
+    assert lines["smoke"][0] == "passed" and "19 ops match" in lines["smoke"][1]
     assert lines["pytest"][0] == "passed"
     assert lines["bench"][0] == "passed"
     for tool in ("memcheck", "racecheck", "synccheck", "initcheck"):

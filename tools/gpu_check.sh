@@ -250,8 +250,8 @@ for step in $ALL_STEPS; do
   case "$step" in
     smoke)
       run_capped smoke "$cap" "${driver[@]}" --smoke
-      ops=$(grep -cE '^  [a-z_]+( det)? +ok ' "$work/smoke.log" || true)
-      bad=$(grep -cE '^  [a-z_]+( det)? +FAIL ' "$work/smoke.log" || true)
+      ops=$(grep -cE '^  [a-z0-9_]+( det)? +ok ' "$work/smoke.log" || true)
+      bad=$(grep -cE '^  [a-z0-9_]+( det)? +FAIL ' "$work/smoke.log" || true)
       detail="$ops ops match the CPU kernels, $bad differ$([ $dry = 1 ] && echo ' (NumPy stands in for CuPy)')" ;;
     pytest)
       run_capped pytest "$cap" "$PY" -m pytest -q -p no:cacheprovider -p gpu_check_pytest \

@@ -303,7 +303,7 @@ def smoke(be, rng, fo):
         got = fo.multilevel_roi_align_backward(x(gm, f32), x(fr, f32), fshapes,
                                                deterministic=det_bwd, **mkw)
         for k in range(len(fshapes)):
-            compare("multilevel_bwd P%d%s" % (k + 2, " det" if det_bwd else ""), got[k], exp[k])
+            compare("multilevel_bwd_p%d%s" % (k + 2, " det" if det_bwd else ""), got[k], exp[k])
     sizes = (300, 100, 40)
     ls = [rng.uniform(size=(2, n, 1)).astype(f32) for n in sizes]
     ld = [rng.normal(0, 0.3, size=(2, n, 4)).astype(f32) for n in sizes]
