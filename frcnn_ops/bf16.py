@@ -65,8 +65,30 @@ def check_precision(precision: str, where: str = "precision") -> str:
     return precision
 
 
+def _set(env_var: str) -> bool:
+    return os.environ.get(env_var, "") not in ("", "0")
+
+
 def _fake_no_bf16():
-    return os.environ.get("FRCNN_FAKE_NO_BF16", "") not in ("", "0")
+    return _set("FRCNN_FAKE_NO_BF16")
+
+
+def has_cpu_flag(flag: str, fake_absent: str) -> bool:
+    """True when /proc/cpuinfo has ``flag`` and the test switch ``fake_absent`` is not set."""
+    return not _set(fake_absent) and flag in cpu_flags()
+
+
+def require_cpu_flag(precision: str, flag: str, isa: str, what: str, fake_absent: str) -> None:
+    """Raises RuntimeError naming the missing instruction set ``isa`` (/proc/cpuinfo ``flag``)
+    that ``precision`` runs ``what`` on, unless the CPU has it; ``fake_absent`` (an environment
+    variable, tests only) makes it refuse as on a CPU without it."""
+    if has_cpu_flag(flag, fake_absent):
+        return
+    raise RuntimeError(
+        "precision='%s' needs a CPU with the %s instruction set (/proc/cpuinfo flag %s), which "
+        "MXNet's oneDNN runs %s on; this CPU does not have it%s. Use precision='fp32'."
+        % (precision, isa, flag, what,
+           " (simulated: %s=1 is set)" % fake_absent if _set(fake_absent) else ""))
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
@@ -83,7 +105,7 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
 
 def bf16_supported() -> bool:
     """True when the CPU has AVX512-BF16 (and FRCNN_FAKE_NO_BF16 is not set)."""
-    return not _fake_no_bf16() and BF16_FLAG in cpu_flags()
+    return has_cpu_flag(BF16_FLAG, "FRCNN_FAKE_NO_BF16")
 
 
 def _request_amx_permission():
@@ -166,13 +188,8 @@ def check_bf16_cpu() -> None:
     """Raises RuntimeError naming the missing instruction set unless the CPU has AVX512-BF16.
 
     ``FRCNN_FAKE_NO_BF16=1`` (for tests only) makes it refuse as on a CPU without it."""
-    if bf16_supported():
-        return
-    raise RuntimeError(
-        "precision='bf16' needs a CPU with the AVX512-BF16 instruction set (/proc/cpuinfo flag "
-        "avx512_bf16), which MXNet's oneDNN runs bfloat16 convolutions on; this CPU does not "
-        "have it%s. Use precision='fp32'."
-        % (" (simulated: FRCNN_FAKE_NO_BF16=1 is set)" if _fake_no_bf16() else ""))
+    require_cpu_flag("bf16", BF16_FLAG, "AVX512-BF16", "bfloat16 convolutions",
+                     "FRCNN_FAKE_NO_BF16")
 
 
 def _is_frcnn_op(op):

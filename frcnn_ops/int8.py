@@ -30,27 +30,18 @@ QUANTIZED_DTYPES = ("auto", "int8", "uint8")
 BLOCKS = ("features", "top_features")
 
 
-def _fake_no_int8():
-    return os.environ.get("FRCNN_FAKE_NO_INT8", "") not in ("", "0")
-
-
 def int8_supported() -> bool:
     """True when the CPU has AVX512-VNNI (and FRCNN_FAKE_NO_INT8 is not set)."""
-    from .bf16 import cpu_flags
-    return not _fake_no_int8() and INT8_FLAG in cpu_flags()
+    from .bf16 import has_cpu_flag
+    return has_cpu_flag(INT8_FLAG, "FRCNN_FAKE_NO_INT8")
 
 
 def check_int8_cpu() -> None:
     """Raises RuntimeError naming the missing instruction set unless the CPU has AVX512-VNNI.
 
     ``FRCNN_FAKE_NO_INT8=1`` (for tests only) makes it refuse as on a CPU without it."""
-    if int8_supported():
-        return
-    raise RuntimeError(
-        "precision='int8' needs a CPU with the AVX512-VNNI instruction set (/proc/cpuinfo flag "
-        "avx512_vnni), which MXNet's oneDNN runs int8 convolutions on; this CPU does not have "
-        "it%s. Use precision='fp32'."
-        % (" (simulated: FRCNN_FAKE_NO_INT8=1 is set)" if _fake_no_int8() else ""))
+    from .bf16 import require_cpu_flag
+    require_cpu_flag("int8", INT8_FLAG, "AVX512-VNNI", "int8 convolutions", "FRCNN_FAKE_NO_INT8")
 
 
 class _Capture:
