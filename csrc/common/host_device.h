@@ -2,6 +2,7 @@
 // Included by both the host compiler (C++ files) and nvcc (.cu files).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -42,5 +43,9 @@ HOST_DEVICE_INLINE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) /
 
 // Data types the kernels are instantiated for, numbered as MXNet's MXDType.
 enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2 };
+// Bytes of one element.
+inline size_t dtype_size(DType dt) {
+  return dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
+}
 
 }  // namespace frcnn

@@ -90,9 +90,6 @@ inline int64_t numel(const Shape& s) {
   for (int64_t d : s) n *= d;
   return n;
 }
-inline size_t dtype_size(DType dt) {
-  return dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
-}
 inline size_t bytes_of(const Tensor& t, DType dt) {
   return static_cast<size_t>(numel(t.shape)) * dtype_size(dt);
 }

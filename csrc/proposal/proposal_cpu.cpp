@@ -149,7 +149,7 @@ void proposal_multilevel_cpu(DType dt, const std::vector<const void*>& scores,
                              const void* im_info, void* out, int64_t B,
                              const std::vector<int64_t>& levels, int64_t anchor_batch,
                              int64_t info_cols, bool per_level_nms, const ProposalParams& p) {
-  const size_t es = dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
+  const size_t es = dtype_size(dt);
   int64_t N = 0;
   for (int64_t n : levels) N += n;
   // the levels concatenated along N, image by image: scores (B, N), then deltas (B, N, 4)

@@ -345,7 +345,7 @@ size_t proposal_multilevel_cuda_workspace(DType dt, int64_t B,
                                           bool per_level_nms, const ProposalParams& p) {
   if (B == 0) return 0;
   const int64_t N = sum_of(levels);
-  const size_t es = dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
+  const size_t es = dtype_size(dt);
   const size_t inner = per_level_nms ? proposal_levels_cuda_workspace(dt, B, levels, p)
                                      : proposal_cuda_workspace(dt, B, N, p);
   return 256 + align256(static_cast<size_t>(B * N * 5) * es) + inner;
@@ -359,7 +359,7 @@ void proposal_multilevel_cuda(DType dt, const std::vector<const void*>& scores,
                               void* workspace, size_t workspace_bytes, void* stream) {
   if (B == 0) return;
   const int64_t N = sum_of(levels);
-  const size_t es = dt == DType::kFloat64 ? 8 : (dt == DType::kFloat32 ? 4 : 2);
+  const size_t es = dtype_size(dt);
   const size_t need = proposal_multilevel_cuda_workspace(dt, B, levels, per_level_nms, p);
   if (workspace == nullptr || workspace_bytes < need)
     throw Error("frcnn_multilevel_proposal: workspace of " + std::to_string(workspace_bytes) +
