@@ -59,17 +59,10 @@ def _variadic(op):
 
 
 def _input_names(op, n):
-    """Names of n inputs (a variadic input's as name[i]; "a,b": a[i] then b[i], as
-    csrc/common/op.cpp's input_names)."""
-    inputs, var = SIGNATURES[op][0], _variadic(op)
-    if var is None:
-        return list(inputs)
-    fixed = list(inputs[:-1])
-    groups = var.split(",")
-    per = max(1, -(-(n - len(fixed)) // len(groups)))
-    return fixed + ["%s[%d]" % (groups[min(j // per, len(groups) - 1)],
-                                j - min(j // per, len(groups) - 1) * per)
-                    for j in range(n - len(fixed))]
+    """Names of n inputs (a variadic input's as name[i]): the op table's own
+    (csrc/common/op.cpp input_names)."""
+    from ._lib import _C
+    return list(_C.input_names(op, n))
 
 
 def _bind_variadic(op, kind, args, kwargs):

@@ -253,6 +253,9 @@ PYBIND11_MODULE(FRCNN_PY_MODULE_NAME, m) {
   m.def("cached_cpu_scratch", &frcnn::cached_cpu_scratch);
   m.def("active_calls", &frcnn::active_calls);
   m.def("schema", &g::schema);
+  m.def("input_names", [](const std::string& op, size_t n) {
+    return frcnn::input_names(frcnn::find_op(op), n);  // a variadic input's as name[i]
+  }, py::arg("op"), py::arg("n"));
   m.def("infer_shape", &g::infer_shape, py::arg("op"), py::arg("shapes"), py::arg("attrs"));
   m.def("forward", &g::forward, py::arg("op"), py::arg("inputs"), py::arg("attrs"));
   m.def("backward", &g::backward, py::arg("op"), py::arg("grad"), py::arg("inputs"),
