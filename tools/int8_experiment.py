@@ -72,24 +72,6 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
-def _training_args(params):
-    log = os.path.join(os.path.dirname(os.path.abspath(params)), "log.json")
-    if os.path.exists(log):
-        with open(log) as f:
-            return json.load(f).get("args", {})
-    return {}
-
-
-class _Capture:
-    """Forward pre-hook that keeps a copy of a block's first input."""
-
-    def __init__(self):
-        self.inputs = []
-
-    def __call__(self, block, args):
-        self.inputs.append(args[0].copy())
-
-
 def _batches(dataset, transform, batch_size, count):
     from frcnn_model.data.transforms import iterate_batches
     out = []
@@ -146,6 +128,7 @@ def _time_model(tag, nets, batch, rounds, results):
             {k: (lambda n=n: n(x)) for k, n in nets.items()}, rounds, results)
     # the rois' ROIAlign output: an eager pass with a hook
     f32 = nets["fp32"]
+    from frcnn_ops.int8 import _Capture   # the calibration's own input hook
     cap = _Capture()
     f32.hybridize(active=False)
     h = f32.top_features.register_forward_pre_hook(cap)
@@ -173,6 +156,7 @@ def main(argv=None):
     from frcnn_model.evaluation.evaluate import evaluate
     from frcnn_model.modeling.faster_rcnn import default_input_size, load_model, model_spec
 
+    from frcnn_model.cli.eval import _training_args   # the checkpoint run's frcnn-train args
     run = _training_args(args.params)
     short, max_size = default_input_size(model_spec(args.params))
     side = run.get("image_size") or 160
