@@ -79,6 +79,23 @@ def test_numpy_matches_reference(rng, dtype, cfg, R, C):
                                **_tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rois_in_row_order_take_the_row_ring(rng, dtype):
+    """Rois sorted by their top edge over a tall map (more than 4096 pixels: narrow channel
+    blocks) pool through a row ring smaller than the map (csrc/roi_align/roi_align_cpu.cpp)."""
+    data = rng.normal(size=(1, 20, 200, 40)).astype(dtype)
+    xy = rng.uniform(0, [150, 750], size=(300, 2))
+    wh = rng.uniform(4, 40, size=(300, 2))
+    rois = np.concatenate([np.zeros((300, 1)), xy, xy + wh], 1).astype(dtype)
+    rois = rois[np.argsort(rois[:, 2], kind="stable")]
+    kw = dict(pooled_size=(7, 7), spatial_scale=0.25, sample_ratio=2)
+    out = frcnn_ops.roi_align(data, rois, **kw)
+    np.testing.assert_allclose(out, ref.roi_align(data, rois, **kw), **_tol(dtype))
+    g = rng.normal(size=out.shape).astype(dtype)
+    np.testing.assert_allclose(frcnn_ops.roi_align_backward(g, rois, data.shape, **kw),
+                               ref.roi_align_backward(g, rois, data.shape, **kw), **_tol(dtype))
+
+
 def test_output_shapes():
     data = np.zeros((1, 18, 5, 5), np.float32)
     rois = np.array([[0, 0, 0, 4, 4]], np.float32)

@@ -1,10 +1,10 @@
 // Large CPU scratch buffers, kept between calls.
 //
-// The blocked ROIAlign copies each feature map into channel blocks and accumulates its
-// gradient in per-thread blocks: for an FPN's P2-P5 that is 83 MB a forward and 16 MB a
-// thread a backward. Fresh memory of that size costs the kernel's page clearing on every call
-// (clear_page_erms was the largest single item of a multilevel_roi_align forward profile),
-// so buffers of 1 MiB and more come from a process-wide pool and go back to it when the
+// The blocked ROIAlign keeps a ring of map rows per thread (roi_align_cpu.cpp): a few MB for
+// an FPN's P2, the whole map's channel block when the rois are not in row order. Fresh memory
+// of that size costs the kernel's page clearing on every call (clear_page_erms was once the
+// largest single item of a multilevel_roi_align forward profile), so buffers of 1 MiB and
+// more come from a process-wide pool and go back to it when the
 // Scratch is destroyed. The pool keeps at most kMaxCachedBytes of free buffers (the largest
 // are released first) and hands out a free buffer only when it is at most twice the size
 // asked for. Smaller buffers are plain allocations. Contents are uninitialised.
