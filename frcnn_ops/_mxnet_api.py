@@ -15,6 +15,12 @@ wrappers route such inputs through `identity` (whose backward honours the reques
 leaves with an attached gradient while autograd records, and Symbol variables (graph inputs
 and parameters). Inputs computed inside the graph get a gradient buffer that the op writes
 (also with MXNET_EXEC_ENABLE_ADDTO=1: tests/test_mx_conventions.py holds both).
+
+A leaf whose request is known to be 'write' skips `identity` (a copy of the array forward
+and of its gradient backward: 56 ms a step for an FPN's P2-P5): `install` wraps
+NDArray.attach_grad (and mx.np's) and autograd.mark_variables, the calls that set a leaf's
+request, to note it by the array's handle, and NDArray deletion to forget it, so a request
+set any other way, or a handle reused by a new array, reads as unknown and takes `identity`.
 """
 import inspect
 
@@ -176,7 +182,8 @@ def _nd_wrapper(mx, op, generated):
         if mx.autograd.is_recording():
             # a leaf with an attached gradient may accumulate (grad_req='add'): identity's
             # backward adds or writes as asked, ours only writes (module docstring)
-            values = [mx.nd.identity(x) if x.grad is not None else x for x in values]
+            values = [mx.nd.identity(x) if x.grad is not None and
+                      _LEAF_REQS.get(x.handle.value) != "write" else x for x in values]
         return generated(*values, **attrs, **extra)
 
     return call
@@ -220,9 +227,61 @@ def _signature(op, kind):
     return inspect.Signature(params)
 
 
+# grad_req of NDArray leaves by handle address, as set through the wrapped calls (module
+# docstring); absent: unknown
+_LEAF_REQS = {}
+
+
+def _note_reqs(arrays, reqs):
+    for x, r in zip(arrays, reqs):
+        if x.handle is not None:
+            _LEAF_REQS[x.handle.value] = r
+
+
+def _track_leaf_reqs(mx):
+    """Wraps the calls that set a leaf's grad_req, and NDArray deletion (idempotent)."""
+    from mxnet._ctypes.ndarray import NDArrayBase
+    classes = [mx.nd.NDArray] + ([mx.np.ndarray] if hasattr(mx, "np") else [])
+    for cls in classes:
+        attach = cls.__dict__.get("attach_grad")
+        if attach is None or getattr(attach, "_frcnn_noted", False):
+            continue
+
+        def attach_grad(self, grad_req="write", stype=None, _attach=attach):
+            _LEAF_REQS.pop(self.handle.value, None)  # unknown if the call fails
+            _attach(self, grad_req=grad_req, stype=stype)
+            _note_reqs([self], [grad_req])
+        attach_grad._frcnn_noted = True
+        attach_grad.__doc__ = attach.__doc__
+        cls.attach_grad = attach_grad
+
+    mark = mx.autograd.mark_variables
+    if not getattr(mark, "_frcnn_noted", False):
+        def mark_variables(variables, gradients, grad_reqs="write"):
+            vs = [variables] if isinstance(variables, mx.nd.NDArray) else list(variables)
+            for v in vs:
+                _LEAF_REQS.pop(v.handle.value, None)
+            mark(variables, gradients, grad_reqs)
+            _note_reqs(vs, [grad_reqs] * len(vs) if isinstance(grad_reqs, str) else grad_reqs)
+        mark_variables._frcnn_noted = True
+        mark_variables.__doc__ = mark.__doc__
+        mx.autograd.mark_variables = mark_variables
+
+    delete = NDArrayBase.__dict__.get("__del__")
+    if delete is not None and not getattr(delete, "_frcnn_noted", False):
+        def __del__(self, _delete=delete, _reqs=_LEAF_REQS):
+            handle = getattr(self, "handle", None)
+            if handle is not None and _reqs:
+                _reqs.pop(handle.value, None)
+            _delete(self)
+        __del__._frcnn_noted = True
+        NDArrayBase.__del__ = __del__
+
+
 def install(mx):
     """Replaces MXNet's generated frcnn_* functions with the wrappers (idempotent)."""
     import sys
+    _track_leaf_reqs(mx)
     for kind, make in (("ndarray", _nd_wrapper), ("symbol", _sym_wrapper)):
         modules = [sys.modules["mxnet.%s" % kind], sys.modules["mxnet.%s.op" % kind]]
         for op in SIGNATURES:

@@ -1,6 +1,8 @@
 """mx.nd.frcnn_* / mx.sym.frcnn_* take their contrib twins' calling conventions (inputs by
 position or keyword, attributes by keyword or position, name=, out=) and accumulate gradients
 under grad_req='add' as the twins do (frcnn_ops/_mxnet_api.py). README: compatibility table."""
+import json
+
 import numpy as np
 import pytest
 
@@ -168,6 +170,74 @@ def test_grad_req_add_on_leaves_accumulates(rng, op):
     elif twin is not None:
         for g_ours, g_twin in zip(added, _leaf_grads(twin, inputs, "add", times=2)):
             np.testing.assert_allclose(g_ours, g_twin, rtol=1e-5, atol=1e-5)
+
+
+def _graph_ops(y):
+    return [n["op"] for n in json.loads(mx.autograd.get_symbol(y).tojson())["nodes"]]
+
+
+def test_leaves_known_to_write_skip_identity(rng):
+    """A leaf's grad_req set through attach_grad / autograd.mark_variables is noted (module
+    docstring of frcnn_ops/_mxnet_api.py): 'write' leaves feed the op directly, any other or an
+    unknown request goes through identity, and the gradients stay right either way."""
+    from frcnn_ops import _mxnet_api
+    data, rois = _roi_case(rng)
+    op = lambda d, r: mx.nd.frcnn_roi_align(d, r, (2, 2), 0.5, 2)  # noqa: E731
+    once = _leaf_grads(op, (data, rois), "write", times=1)[0]
+
+    def graph(x):
+        r = mx.nd.array(rois)
+        with mx.autograd.record():
+            y = op(x, r)
+        ops = _graph_ops(y)
+        y.backward(mx.nd.ones_like(y))
+        return ops
+    x = mx.nd.array(data)
+    x.attach_grad()                               # 'write' by default
+    assert "_copy" not in graph(x)
+    np.testing.assert_allclose(x.grad.asnumpy(), once, rtol=1e-6)
+    x.attach_grad(grad_req="add")                 # the same array, now accumulating
+    x.grad[:] = 1
+    assert "_copy" in graph(x)
+    np.testing.assert_allclose(x.grad.asnumpy(), 1 + once, rtol=1e-6)
+    g = mx.nd.zeros(data.shape)
+    mx.autograd.mark_variables([x], [g], ["write"])
+    assert "_copy" not in graph(x)
+    mx.autograd.mark_variables(x, g, "add")
+    assert "_copy" in graph(x)
+    np.testing.assert_allclose(g.asnumpy(), 2 * once, rtol=1e-6)
+    # a request set behind the wrapped calls is unknown: identity
+    key = x.handle.value
+    del _mxnet_api._LEAF_REQS[key]
+    assert "_copy" in graph(x)
+    # a deleted array's entry goes with it (its handle may be reused by another array)
+    x.attach_grad()
+    assert _mxnet_api._LEAF_REQS[key] == "write"
+    del x
+    assert key not in _mxnet_api._LEAF_REQS
+
+
+def test_gluon_parameter_grad_req_add_accumulates(rng):
+    """A Gluon parameter fed straight to an op (grad_req set through mark_variables) keeps
+    accumulating when switched to 'add'."""
+    data, rois = _roi_case(rng)
+    p = mx.gluon.Parameter("feat", shape=data.shape)
+    p.initialize(mx.init.Constant(0))
+    p.set_data(mx.nd.array(data))
+    r = mx.nd.array(rois)
+
+    def step():
+        with mx.autograd.record():
+            y = mx.nd.frcnn_roi_align(p.data(), r, (2, 2), 0.5, 2)
+        y.backward(mx.nd.ones_like(y))
+        return p.grad().asnumpy().copy()
+    once = step()
+    assert np.abs(once).sum() > 0
+    np.testing.assert_allclose(step(), once, rtol=1e-6)     # 'write'
+    p.grad_req = "add"
+    p.zero_grad()
+    step()
+    np.testing.assert_allclose(step(), 2 * once, rtol=1e-6)
 
 
 def test_grad_req_add_in_a_bound_symbol(rng):
