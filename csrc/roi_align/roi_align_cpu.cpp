@@ -129,24 +129,43 @@ void build_plan(const T* roi, int64_t N, int64_t H, int64_t W, const RoiAlignPar
   plan->off.clear();
   plan->w.clear();
   if (g.batch < 0) return;
-  std::vector<AxisList> cols(PW);
-  for (int j = 0; j < PW; ++j)
+  // every bin's column and row lists (per-thread storage kept between rois), then the
+  // entries, counted first so that off and w are allocated once
+  thread_local std::vector<AxisList> cols, rows;
+  if (cols.size() < static_cast<size_t>(PW)) cols.resize(PW);
+  if (rows.size() < static_cast<size_t>(PH)) rows.resize(PH);
+  auto nonzero = [](const AxisList& l) {
+    int64_t n = 0;
+    for (const auto& e : l) n += e.second != 0.0;
+    return n;
+  };
+  int64_t nc = 0, nr = 0;
+  for (int j = 0; j < PW; ++j) {
     axis_list<T>(g.start_w, j, g.bin_w, g.grid_w, static_cast<int>(W), &cols[j]);
-  AxisList rows;
+    nc += nonzero(cols[j]);
+  }
+  for (int i = 0; i < PH; ++i) {
+    axis_list<T>(g.start_h, i, g.bin_h, g.grid_h, static_cast<int>(H), &rows[i]);
+    nr += nonzero(rows[i]);
+  }
+  plan->off.resize(static_cast<size_t>(nr * nc));
+  plan->w.resize(static_cast<size_t>(nr * nc));
+  int32_t* off = plan->off.data();
+  T* w = plan->w.data();
+  int64_t k = 0;
   const double count = static_cast<double>(g.count);
   for (int i = 0; i < PH; ++i) {
-    axis_list<T>(g.start_h, i, g.bin_h, g.grid_h, static_cast<int>(H), &rows);
     for (int j = 0; j < PW; ++j) {
-      for (const auto& r : rows) {
+      for (const auto& r : rows[i]) {
         if (r.second == 0.0) continue;
         const int64_t y = r.first % ring;
         for (const auto& c : cols[j]) {
           if (c.second == 0.0) continue;
-          plan->off.push_back(static_cast<int32_t>(y * W + c.first));
-          plan->w.push_back(static_cast<T>(r.second * c.second / count));
+          off[k] = static_cast<int32_t>(y * W + c.first);
+          w[k++] = static_cast<T>(r.second * c.second / count);
         }
       }
-      plan->start[static_cast<size_t>(i) * PW + j + 1] = static_cast<int64_t>(plan->off.size());
+      plan->start[static_cast<size_t>(i) * PW + j + 1] = k;
     }
   }
 }
