@@ -247,10 +247,12 @@ def _track_leaf_reqs(mx):
         if attach is None or getattr(attach, "_frcnn_noted", False):
             continue
 
-        def attach_grad(self, grad_req="write", stype=None, _attach=attach):
+        def attach_grad(self, *args, _attach=attach, _sig=inspect.signature(attach), **kwargs):
             _LEAF_REQS.pop(self.handle.value, None)  # unknown if the call fails
-            _attach(self, grad_req=grad_req, stype=stype)
-            _note_reqs([self], [grad_req])
+            _attach(self, *args, **kwargs)
+            bound = _sig.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            _note_reqs([self], [bound.arguments.get("grad_req")])
         attach_grad._frcnn_noted = True
         attach_grad.__doc__ = attach.__doc__
         cls.attach_grad = attach_grad

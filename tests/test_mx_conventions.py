@@ -217,6 +217,20 @@ def test_leaves_known_to_write_skip_identity(rng):
     assert key not in _mxnet_api._LEAF_REQS
 
 
+def test_leaf_requests_of_numpy_arrays_and_positional_arguments(rng):
+    """mx.np arrays (whose attach_grad takes no stype) and a request given by position are
+    noted too."""
+    from frcnn_ops import _mxnet_api
+    x = mx.nd.ones((2, 3))
+    x.attach_grad("add")
+    assert _mxnet_api._LEAF_REQS[x.handle.value] == "add"
+    y = mx.np.ones((2, 3))
+    y.attach_grad()
+    assert _mxnet_api._LEAF_REQS[y.handle.value] == "write"
+    y.attach_grad(grad_req="add")
+    assert _mxnet_api._LEAF_REQS[y.handle.value] == "add"
+
+
 def test_gluon_parameter_grad_req_add_accumulates(rng):
     """A Gluon parameter fed straight to an op (grad_req set through mark_variables) keeps
     accumulating when switched to 'add'."""
