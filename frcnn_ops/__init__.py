@@ -73,8 +73,8 @@ def get_num_threads() -> int:
 
 
 def release_cpu_scratch() -> int:
-    """Frees the CPU kernels' cached scratch buffers (ROIAlign's channel-block copies and
-    gradient accumulators, kept between calls up to 512 MiB: csrc/common/scratch.h) in the
+    """Frees the CPU kernels' cached scratch buffers (ROIAlign's per-thread rings of map rows
+    in channel blocks, kept between calls up to 512 MiB: csrc/common/scratch.h) in the
     NumPy and the MXNet libraries; returns the bytes freed."""
     freed = _C.release_cpu_scratch()
     if mxnet_available and _lib.config.mxnet_lib:

@@ -223,10 +223,10 @@ __attribute__((target("avx"))) void transpose_f32_avx(const float* src, int64_t 
                                                         int64_t cols, int64_t lds, float* dst,
                                                         int64_t ldd) {
   const int64_t r8 = rows & ~int64_t(7), c8 = cols & ~int64_t(7);
-  // Few source rows (a channel block into pixel rows of 64 channels): all rows per 8 columns,
-  // so each destination row is written whole at once. Many rows (an accumulator back into
-  // channel planes): 16 x 16 tiles, whole cache lines on both sides. (P2's channel-block copy:
-  // 28 -> ~18 ms on one core with the first order, ~32 ms with the second.)
+  // Few source rows (map rows into a ring of channel blocks): all rows per 8 columns, so each
+  // destination row is written whole at once. Many rows (ring rows back into channel planes):
+  // 16 x 16 tiles, whole cache lines on both sides. (A whole-P2 channel-block copy took 18 ms
+  // on one core with the first order, ~32 ms with the second.)
   const int64_t tr = rows <= 64 ? r8 : 16, tc = rows <= 64 ? 8 : 16;
   for (int64_t r0 = 0; r0 < r8; r0 += tr)
   for (int64_t c0 = 0; c0 < c8; c0 += tc)
