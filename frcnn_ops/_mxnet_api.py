@@ -182,8 +182,8 @@ def _nd_wrapper(mx, op, generated):
         if mx.autograd.is_recording():
             # a leaf with an attached gradient may accumulate (grad_req='add'): identity's
             # backward adds or writes as asked, ours only writes (module docstring)
-            values = [mx.nd.identity(x) if x.grad is not None and
-                      _LEAF_REQS.get(x.handle.value) != "write" else x for x in values]
+            values = [mx.nd.identity(x) if _LEAF_REQS.get(x.handle.value) != "write" and
+                      x.grad is not None else x for x in values]
         return generated(*values, **attrs, **extra)
 
     return call

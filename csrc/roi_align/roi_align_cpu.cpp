@@ -33,8 +33,6 @@
 #include <memory>
 #include <utility>
 
-#include <omp.h>
-
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
@@ -548,8 +546,7 @@ void prepare_levels(const T* rois, const std::vector<Level<T>>& levels,
                     const std::vector<std::pair<int, int64_t>>& items,
                     const std::vector<int>& bb, std::vector<std::vector<RowSpan>>* spans,
                     std::vector<std::vector<Plan<T>>>* plans, std::vector<Window>* windows,
-                    std::vector<int64_t>* ring_rows, size_t* ring_bytes, Scratch* ring,
-                    std::atomic<bool>* failed) {
+                    size_t* ring_bytes, Scratch* ring, std::atomic<bool>* failed) {
 #pragma omp for schedule(dynamic, 64)
   for (int64_t t = 0; t < static_cast<int64_t>(items.size()); ++t) {
     const int l = items[t].first;
@@ -562,10 +559,8 @@ void prepare_levels(const T* rois, const std::vector<Level<T>>& levels,
   {
     try {
       for (size_t l = 0; l < levels.size(); ++l) {
-        (*ring_rows)[l] = levels[l].H;
         if (!bb[l]) continue;
         plan_window(levels[l], (*spans)[l], &(*windows)[l]);
-        (*ring_rows)[l] = (*windows)[l].rows;
         *ring_bytes = std::max(*ring_bytes, static_cast<size_t>((*windows)[l].rows *
                                                                 levels[l].W * bb[l]));
       }
@@ -573,7 +568,10 @@ void prepare_levels(const T* rois, const std::vector<Level<T>>& levels,
       failed->store(true);
     }
   }  // implicit barrier
-  build_plans<T>(rois, levels, items, *ring_rows, plans, failed);
+  std::vector<int64_t> ring_rows(levels.size());  // a direct level's plans index its map
+  for (size_t l = 0; l < levels.size(); ++l)
+    ring_rows[l] = bb[l] ? (*windows)[l].rows : levels[l].H;
+  build_plans<T>(rois, levels, items, ring_rows, plans, failed);
   try {
     if (*ring_bytes && !failed->load()) ring->reset(*ring_bytes);
   } catch (const std::bad_alloc&) {
@@ -682,7 +680,6 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
   std::vector<int> bb(nl, 0);  // block bytes of a blocked level, 0: direct
   std::vector<Window> windows(nl);
   std::vector<std::vector<RowSpan>> spans(nl);
-  std::vector<int64_t> ring_rows(nl);
   int64_t max_bins = 1, work = 0;
   for (size_t l = 0; l < nl; ++l) {
     const Level<T>& L = levels[l];
@@ -711,8 +708,8 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     Scratch ring_buf;
-    prepare_levels<T>(rois, levels, items, bb, &spans, &plans, &windows, &ring_rows,
-                      &ring_bytes, &ring_buf, &failed);
+    prepare_levels<T>(rois, levels, items, bb, &spans, &plans, &windows, &ring_bytes,
+                      &ring_buf, &failed);
     const size_t tile_size = static_cast<size_t>(max_bins * kWideBytes / sizeof(T));
     std::unique_ptr<T[]> tile(new T[tile_size]), row(new T[tile_size]);
 #pragma omp for schedule(dynamic, 1)
@@ -765,7 +762,6 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
   std::vector<int> bb(nl, 0);
   std::vector<Window> windows(nl);
   std::vector<std::vector<RowSpan>> spans(nl);
-  std::vector<int64_t> ring_rows(nl);
   int64_t max_bins = 1, max_w = 1, work = 0;
   for (size_t l = 0; l < nl; ++l) {
     const Level<T>& L = levels[l];
@@ -790,8 +786,8 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     Scratch ring_buf;
-    prepare_levels<T>(rois, levels, items, bb, &spans, &plans, &windows, &ring_rows,
-                      &ring_bytes, &ring_buf, &failed);
+    prepare_levels<T>(rois, levels, items, bb, &spans, &plans, &windows, &ring_bytes,
+                      &ring_buf, &failed);
     std::unique_ptr<T[]> tile, row;
     if (ring_bytes) {
       tile.reset(new T[static_cast<size_t>(max_bins * kWideBytes / sizeof(T))]);
