@@ -2,8 +2,8 @@
 (frcnn_ops proposal 12000->2000 and ROIAlign backward, Cython targets) against GluonCV's
 training forward (RPNTargetGenerator, RPNProposal + box_nms, RCNNTargetSampler, contrib ROIAlign)
 with the same weights, both hybridized; each call is RPN targets + forward + the four losses +
-backward, as GluonCV's train_faster_rcnn.py does it. The optimizer step is left out (the same
-for both). With --benchmark-disable (CI) the image is 300x400 to keep the smoke run short."""
+backward, as GluonCV's train_faster_rcnn.py does it, on the parameters it trains (both sides'
+``collect_train_params()``). The optimizer step is left out (the same for both). With --benchmark-disable (CI) the image is 300x400 to keep the smoke run short."""
 import numpy as np
 import pytest
 
@@ -51,6 +51,8 @@ def _gluoncv_step(s):
 
 
 def _our_step(s):
+    from frcnn_ops.bench.cases.refs import train_params_only
+    train_params_only(s["ours"])
     step = s["TrainStep"](s["ours"], seed=0)
     labels = np.concatenate([s["gt"], np.zeros((len(s["gt"]), 1), np.float32)], 1)[None]
     im_hw = np.array([s["hw"]], np.float32)

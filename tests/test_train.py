@@ -20,9 +20,10 @@ SMALL = dict(scales=(1, 2, 4, 8), ratios=(0.5, 1, 2), rpn_train_pre_nms=2000,
              roi_size=(7, 7), num_sample=64, rpn_min_size=4)
 
 
-def _net(seed=0, **kw):
+def _net(seed=0, use_global_stats=False, **kw):
     mx.random.seed(seed)
-    net = faster_rcnn("resnet18_v1b", width=0.25, use_global_stats=False, classes=CLASSES,
+    net = faster_rcnn("resnet18_v1b", width=0.25, use_global_stats=use_global_stats,
+                      classes=CLASSES,
                       **dict(SMALL, **kw))
     net.initialize(mx.init.Xavier(magnitude=2))
     return net
@@ -257,3 +258,101 @@ def test_pretrained_base_from_gluoncv_classifier(tmp_path):
     wrong.initialize()
     with pytest.raises(ValueError, match="pretrained base"):
         load_pretrained_base(wrong, path)
+
+
+# --- what trains: GluonCV's collect_train_params ---------------------------------------------
+
+def _train_keys(net, train):
+    ids = {id(p) for p in train.values()}
+    return {k for k, p in net._collect_params_with_prefix().items() if id(p) in ids}
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn_resnet50_v1b_voc",
+                                  "faster_rcnn_fpn_resnet50_v1b_coco"])
+def test_collect_train_params_is_gluoncvs(gluoncv, name):
+    """The same parameters as GluonCV's collect_train_params (its train_patterns: the stem,
+    layer1 and every BatchNorm frozen), by the structural keys the parameter files share; the
+    anchors, constants, are left out."""
+    import warnings
+    import frcnn_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = gluoncv.model_zoo.get_model(name, pretrained=False, pretrained_base=False)
+    expected = _train_keys(theirs, theirs.collect_train_params())
+    ours = getattr(frcnn_model, name)()
+    got = _train_keys(ours, ours.collect_train_params())
+    assert all(".anchor" in k for k in expected - got) and not got - expected, (
+        sorted(expected - got), sorted(got - expected))
+    assert len(got) == {"faster_rcnn_resnet50_v1b_voc": 52,
+                        "faster_rcnn_fpn_resnet50_v1b_coco": 74}[name]
+    assert not any(k.startswith("features.0.") or ".bn" in k for k in got)
+    assert ours.collect_train_params(".*dense").keys() == ours.collect_params(".*dense").keys()
+
+
+def test_trained_batchnorm_trains_everything_but_its_statistics():
+    """BatchNorm trained (use_global_stats=False, GluonCV's syncbn recipe): every parameter
+    but the running statistics and the anchors."""
+    net = _net()
+    keys = set(net._collect_params_with_prefix())
+    got = _train_keys(net, net.collect_train_params())
+    assert got == {k for k in keys if "running_" not in k and "anchor" not in k}
+    assert "features.0.weight" in got and "features.1.gamma" in got
+
+
+def test_frcnn_train_updates_only_the_train_params():
+    """frcnn-train's trainer on a frozen-BatchNorm model: after a step the stem, layer1 and
+    BatchNorm parameters are as loaded, every other one moved; the graph computes no gradient
+    for the frozen ones (grad_req 'null')."""
+    import argparse
+    from frcnn_model.cli.train import _make_trainer
+    from frcnn_model.training.step import TrainStep
+    net = _net(use_global_stats=True)
+    net(mx.nd.zeros((1, 3, 128, 128)))  # deferred shapes
+    before = {k: p.data().asnumpy().copy() for k, p in net._collect_params_with_prefix().items()}
+    args = argparse.Namespace(lr=0.05, wd=1e-4, optimizer="sgd", momentum=0.9)
+    trainer = _make_trainer(args, net, "local")
+    train = _train_keys(net, net.collect_train_params())
+    data, labels, im_hw = _batch()
+    TrainStep(net, seed=0)(data, labels, im_hw)
+    trainer.step(data.shape[0])
+    for k, p in net._collect_params_with_prefix().items():
+        moved = not np.array_equal(p.data().asnumpy(), before[k])
+        if k in train:
+            assert moved, k
+        else:
+            assert not moved and p.grad_req == "null", k
+    assert "features.5.0.conv1.weight" in train and "features.4.0.conv1.weight" not in train
+
+
+def test_resume_loads_optimizer_state_only_for_the_same_train_params(tmp_path, capsys):
+    """A checkpoint's optimizer state goes with the parameters it trained (the list in its
+    .state.json): a checkpoint without it (an older frcnn-train, which trained every
+    parameter) or with another list restarts momentum, saying so, instead of handing one
+    parameter's momentum to another."""
+    import argparse
+    from frcnn_model.cli import train as cli
+    from frcnn_model.training.step import TrainStep
+    net = _net(use_global_stats=True)
+    net(mx.nd.zeros((1, 3, 128, 128)))
+    args = argparse.Namespace(lr=0.05, wd=1e-4, optimizer="sgd", momentum=0.9,
+                              save_dir=str(tmp_path), kvstore="local")
+    trainer = cli._make_trainer(args, net, "local")
+    data, labels, im_hw = _batch()
+    TrainStep(net, seed=0)(data, labels, im_hw)
+    trainer.step(data.shape[0])
+    net.save_parameters(str(tmp_path / "e.params"))
+    trainer.save_states(str(tmp_path / "e.states"))
+    resumed = {"log": {"epochs": [], "iterations": {}}, "epoch": 1, "batch": 0,
+               "iteration": 1, "elapsed": 0.0, "smooth": {}, "best": -1,
+               "trained": cli._trained_names(net)}
+    for trained, loads in ((resumed["trained"], True), (None, False),
+                           (resumed["trained"][1:], False)):
+        run = cli._Run(args)
+        run.net = _net(use_global_stats=True)
+        run.net(mx.nd.zeros((1, 3, 128, 128)))
+        run.trainer = cli._make_trainer(args, run.net, "local")
+        run.log = {"epochs": [], "iterations": {}}
+        cli._resume(run, "e", dict(resumed, trained=trained))
+        out = capsys.readouterr().out
+        assert ("momentum restarts" not in out) == loads, out
+        assert bool(run.trainer._updaters[0].states) == loads

@@ -409,12 +409,24 @@ def _new_log(args, train_set, val_set):
     return log
 
 
+def _trained_names(net):
+    """The structural keys of the parameters the trainer updates (a checkpoint records them:
+    optimizer states only fit the same list)."""
+    train = {id(p) for p in net.collect_train_params().values()}
+    return sorted(k for k, p in net._collect_params_with_prefix().items() if id(p) in train)
+
+
 def _make_trainer(args, net, kv):
+    """The optimizer over what GluonCV's train_faster_rcnn.py trains
+    (``net.collect_train_params()``); every other parameter gets grad_req 'null', as there."""
     from mxnet import gluon
     opt_args = {"learning_rate": args.lr, "wd": args.wd}
     if args.optimizer in ("sgd", "nag"):
         opt_args["momentum"] = args.momentum
-    return gluon.Trainer(net.collect_params(), args.optimizer, opt_args, kvstore=kv)
+    net.collect_params().setattr("grad_req", "null")
+    train = net.collect_train_params()
+    train.setattr("grad_req", "write")
+    return gluon.Trainer(train, args.optimizer, opt_args, kvstore=kv)
 
 
 def _resume(run, stem, resumed):
@@ -424,7 +436,13 @@ def _resume(run, stem, resumed):
     ckpt = os.path.join(args.save_dir, stem + ".params")
     run.net.load_parameters(ckpt, ctx=run.ctx)
     states = os.path.join(args.save_dir, stem + ".states")
-    if os.path.exists(states) and not args.kvstore.startswith("dist"):
+    if resumed.get("trained") != _trained_names(run.net):
+        # a checkpoint of a run that trained other parameters (before frcnn-train followed
+        # GluonCV's selection, every one): its states belong to other parameters
+        print("frcnn-train: %s is not known to hold the optimizer state of the parameters "
+              "this run trains (net.collect_train_params()); momentum restarts"
+              % os.path.basename(states), flush=True)
+    elif os.path.exists(states) and not args.kvstore.startswith("dist"):
         run.trainer.load_states(states)
     else:
         print("frcnn-train: no optimizer state to resume (%s); momentum restarts"
@@ -573,6 +591,7 @@ def _checkpoint_epoch(run, epoch, entry, done):
              "elapsed": entry["time_s"], "smooth": run.smooth,
              "best": max(run.best, entry.get("mAP", -1)), "rng": _rng_state(run.step),
              "args": {k: getattr(args, k, None) for k in _TRAJECTORY},
+             "trained": _trained_names(run.net),
              "log": {"epochs": run.log["epochs"], "iterations": run.log["iterations"]}}
     save_checkpoint(args, run.net, run.trainer, "epoch_%04d" % (epoch + 1), state,
                     entry.get("mAP", -1), run.best, run.log)

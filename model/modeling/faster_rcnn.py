@@ -7,6 +7,7 @@ frcnn_ops: proposals (frcnn_proposal), ROIAlign (frcnn_roi_align), class-specifi
 """
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -221,6 +222,43 @@ class FasterRCNN(nn.HybridBlock):
         """anchors (1, HWA, 4), objectness (B, HWA, 1) after the sigmoid, deltas (B, HWA, 4)
         of an input batch (what the proposal step takes)."""
         return rpn_head(F, self.rpn, self.features(x))
+
+    def _stem_and_layer1(self) -> Sequence[nn.Block]:
+        return self.features[:5]  # conv1, bn1, relu, maxpool, layer1
+
+    def collect_train_params(self, select: Optional[str] = None) -> mx.gluon.ParameterDict:
+        """What GluonCV's training scripts train: they set every parameter's grad_req to
+        'null', then this selection's to 'write', and hand it to the Trainer.
+
+        - BatchNorm frozen (``use_global_stats``, GluonCV's C4 and FPN models): the convs of
+          layer2..layer4 and their downsamples, the FPN's convs, the RPN and the head (GluonCV's
+          ``train_patterns``); the stem, layer1 and every BatchNorm stay as loaded.
+        - BatchNorm trained (GluonCV's syncbn models): everything but the running statistics.
+
+        Constants (the anchors) are never in it; GluonCV's selection lists them, and MXNet
+        refuses them a gradient.
+
+        ``select`` (a regular expression, as ``collect_params`` takes) chooses instead.
+        """
+        if select is not None:
+            return self.collect_params(select)
+        frozen, bn_frozen = set(), False
+        stack = [self]
+        while stack:
+            block = stack.pop()
+            stack.extend(block._children.values())
+            if isinstance(block, nn.BatchNorm):
+                params = block._reg_params
+                frozen.update(id(params[k]) for k in ("running_mean", "running_var"))
+                if block._kwargs.get("use_global_stats"):
+                    bn_frozen = True
+                    frozen.update(id(p) for p in params.values())
+        if bn_frozen:
+            for block in self._stem_and_layer1():
+                frozen.update(id(p) for p in block.collect_params().values())
+        names = [p.name for p in self.collect_params().values()
+                 if id(p) not in frozen and not isinstance(p, mx.gluon.Constant)]
+        return self.collect_params("^(?:%s)$" % "|".join(map(re.escape, names)))
 
     def load_parameters(self, filename: str, ctx: Optional[mx.Context] = None,
                         allow_missing: bool = False, ignore_extra: bool = False,

@@ -264,6 +264,9 @@ class FasterRCNNFPN(FasterRCNN):
             self.box_predictor = nn.Dense(cfg["num_class"] * 4,
                                           weight_initializer=mx.init.Normal(0.001))
 
+    def _stem_and_layer1(self) -> Sequence[nn.Block]:
+        return (self.features.stem, self.features.layer1)
+
     def hybrid_forward(self, F, x):
         return detect_fpn(F, self, x, self._frcnn_cfg)
 

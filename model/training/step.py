@@ -127,7 +127,9 @@ class TrainStep:
 
     ``net`` is a :class:`frcnn_model.FasterRCNN` (C4) or a
     :class:`frcnn_model.FasterRCNNFPN`; its blocks are shared, not copied, so the trainer
-    updates ``net.collect_params()`` and the inference ``net`` sees the update.
+    updates ``net``'s parameters and the inference ``net`` sees the update. Gradients go to
+    the parameters whose grad_req is not 'null': GluonCV's scripts (and frcnn-train) train
+    ``net.collect_train_params()`` only.
     """
 
     def __init__(self, net: FasterRCNN, hybridize: bool = True, seed: int = 0) -> None:

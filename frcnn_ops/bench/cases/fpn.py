@@ -6,7 +6,8 @@ test size, each against GluonCV's own model with the same random weights, both h
   FPN model, patch_gluoncv            GluonCV's FPN patched by frcnn_ops.patch_gluoncv vs unpatched
   Mask R-CNN FPN, patch_gluoncv       the same for mask_rcnn_fpn_resnet50_v1b_coco
   FPN training iteration              frcnn_model's TrainStep vs GluonCV's training forward +
-                                      RPN targets + the four losses + backward
+                                      RPN targets + the four losses + backward, each on
+                                      the parameters GluonCV's script trains
 
 A row takes seconds a call (a ResNet-50 at 800x1216): the group runs only when named
 (cases.OPT_IN). ``fpn_cases(hw, mask_dets, mask_rois)`` builds the same rows at another size
@@ -37,7 +38,7 @@ from ..timing import mx_sync
 from . import shapes as S
 from .checks import Agreement, match_detections
 from .core import Comparison, Pair
-from .refs import gluoncv_train_step
+from .refs import gluoncv_train_step, train_params_only
 from .model import transfer_parameters
 
 FPN_NAME = "faster_rcnn_fpn_resnet50_v1b_coco"
@@ -283,6 +284,7 @@ def _train(env, hw):
     ours = frcnn_model.faster_rcnn_fpn_resnet50_v1b_coco()
     ours.load_parameters(path)
     gt = _train_gt(hw)
+    train_params_only(ours)
     step = TrainStep(ours, seed=0)
     feat_hw = tuple(tuple(f.shape[2:]) for f in ours.features(x))
     anchors = step.anchors(feat_hw)
@@ -322,7 +324,8 @@ def fpn_cases(hw=HW, mask_dets=MASK_DETS, mask_rois=None):
                    "GluonCV %s, unpatched" % MASK_NAME,
                    lambda env: _patched_mask(env, hw, mask_dets, mask_rois), NEEDS, slow=True),
         Comparison("fpn", "FPN training iteration",
-                   "1x3x%dx%d image, %d gts: RPN targets + forward + 4 losses + backward"
+                   "1x3x%dx%d image, %d gts: RPN targets + forward + 4 losses + backward "
+                   "(collect_train_params)"
                    % (hw + (len(TRAIN_GT),)), gluoncv_fpn + " (same weights)",
                    lambda env: _train(env, hw), NEEDS, slow=True),
     ]

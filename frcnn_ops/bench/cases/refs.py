@@ -187,12 +187,25 @@ def multilevel_fns(mx, backward=False):
     return make(ours), make(lambda feats, rois: gluoncv_pyramid(mx, feats, rois))
 
 
+def train_params_only(net):
+    """What GluonCV's train_faster_rcnn.py does before training, on its net or on
+    frcnn_model's (the same method): grad_req 'null' everywhere, then 'write' on
+    ``net.collect_train_params()``; the stem, layer1 and BatchNorm get no gradient."""
+    import warnings
+    net.collect_params().setattr("grad_req", "null")
+    with warnings.catch_warnings():  # GluonCV's selection lists its anchors, constants
+        warnings.simplefilter("ignore")
+        net.collect_train_params().setattr("grad_req", "write")
+
+
 def gluoncv_train_step(mx, net, x, gt, anchors):
     """GluonCV's training iteration as its train_faster_rcnn.py computes it (RPN targets,
-    forward, the four losses, backward) for a C4 or FPN net (the same training outputs), on
-    image x (NDArray), gt (M, 5) [x1, y1, x2, y2, class] and the net's anchors (N, 4); returns a
-    callable that runs one and returns the four losses."""
+    forward, the four losses, backward; its parameter selection, :func:`train_params_only`)
+    for a C4 or FPN net (the same training outputs), on image x (NDArray), gt (M, 5)
+    [x1, y1, x2, y2, class] and the net's anchors (N, 4); returns a callable that runs one
+    and returns the four losses."""
     from mxnet import autograd, gluon
+    train_params_only(net)
     from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator
     gen = RPNTargetGenerator(num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3,
                              pos_ratio=0.5, stds=(1., 1., 1., 1.))
