@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #if defined(__SSE2__)
@@ -537,32 +538,67 @@ inline void ring_runs(int64_t a, int64_t b, int64_t rows, F f) {
   }
 }
 
+// What forward_levels and backward_levels set up alike: each level's kernel (bb: block
+// bytes of a blocked level, 0: direct), its rois' plans, row spans and ring window (filled
+// by prepare_levels inside the parallel region), the (level, roi) items the plans are built
+// over and the (level, unit) work items of the pooling.
+template <typename T>
+struct LevelWork {
+  explicit LevelWork(size_t nl) : plans(nl), spans(nl), windows(nl), bb(nl, 0) {}
+  std::vector<std::vector<Plan<T>>> plans;
+  std::vector<std::vector<RowSpan>> spans;
+  std::vector<Window> windows;
+  std::vector<int> bb;
+  std::vector<std::pair<int, int64_t>> items, units;
+  size_t ring_bytes = 0;  // the largest blocked level's ring (prepare_levels)
+
+  // level l's rois get plans; blocked: the ring kernels, of the map's block width
+  void add_level(int l, const Level<T>& L, bool blocked) {
+    plans[l].resize(L.n);
+    for (int64_t q = 0; q < L.n; ++q) items.emplace_back(l, q);
+    if (!blocked) return;
+    bb[l] = block_bytes(L.H, L.W);
+    spans[l].resize(L.n);
+  }
+  // channel blocks of blocked level l (C channels)
+  int64_t blocks(int l, int64_t C) const { return ceil_div(C, bb[l] / int64_t(sizeof(T))); }
+  void add_units(int l, int64_t count) {
+    for (int64_t u = 0; u < count; ++u) units.emplace_back(l, u);
+  }
+};
+
+// f(std::integral_constant<int, bytes>): the ring kernels are compiled per block width.
+template <typename F>
+inline void with_block_bytes(int bytes, F&& f) {
+  if (bytes == kWideBytes)
+    f(std::integral_constant<int, kWideBytes>());
+  else
+    f(std::integral_constant<int, kNarrowBytes>());
+}
+
 // Everything before the pooling, shared by the forward and the backward: the blocked levels'
 // row spans and windows (and their rois of no image), then the plans of every (level, roi),
 // a blocked level's offsets into its ring, and each thread's ring (the largest of the
 // levels', bb[l] bytes a pixel). Called inside the parallel region; a bad_alloc sets *failed.
 template <typename T>
-void prepare_levels(const T* rois, const std::vector<Level<T>>& levels,
-                    const std::vector<std::pair<int, int64_t>>& items,
-                    const std::vector<int>& bb, std::vector<std::vector<RowSpan>>* spans,
-                    std::vector<std::vector<Plan<T>>>* plans, std::vector<Window>* windows,
-                    size_t* ring_bytes, Scratch* ring, std::atomic<bool>* failed) {
+void prepare_levels(const T* rois, const std::vector<Level<T>>& levels, LevelWork<T>* lw,
+                    Scratch* ring, std::atomic<bool>* failed) {
+  const std::vector<int>& bb = lw->bb;
 #pragma omp for schedule(dynamic, 64)
-  for (int64_t t = 0; t < static_cast<int64_t>(items.size()); ++t) {
-    const int l = items[t].first;
+  for (int64_t t = 0; t < static_cast<int64_t>(lw->items.size()); ++t) {
+    const int l = lw->items[t].first;
+    const int64_t q = lw->items[t].second;
     const Level<T>& L = levels[l];
-    if (bb[l])
-      (*spans)[l][items[t].second] = row_span<T>(rois + row_of(L, items[t].second) * 5, L.N,
-                                                 L.H, L.p);
+    if (bb[l]) lw->spans[l][q] = row_span<T>(rois + row_of(L, q) * 5, L.N, L.H, L.p);
   }  // implicit barrier
 #pragma omp single
   {
     try {
       for (size_t l = 0; l < levels.size(); ++l) {
         if (!bb[l]) continue;
-        plan_window(levels[l], (*spans)[l], &(*windows)[l]);
-        *ring_bytes = std::max(*ring_bytes, static_cast<size_t>((*windows)[l].rows *
-                                                                levels[l].W * bb[l]));
+        plan_window(levels[l], lw->spans[l], &lw->windows[l]);
+        lw->ring_bytes = std::max(lw->ring_bytes, static_cast<size_t>(
+                                                      lw->windows[l].rows * levels[l].W * bb[l]));
       }
     } catch (const std::bad_alloc&) {
       failed->store(true);
@@ -570,10 +606,10 @@ void prepare_levels(const T* rois, const std::vector<Level<T>>& levels,
   }  // implicit barrier
   std::vector<int64_t> ring_rows(levels.size());  // a direct level's plans index its map
   for (size_t l = 0; l < levels.size(); ++l)
-    ring_rows[l] = bb[l] ? (*windows)[l].rows : levels[l].H;
-  build_plans<T>(rois, levels, items, ring_rows, plans, failed);
+    ring_rows[l] = bb[l] ? lw->windows[l].rows : levels[l].H;
+  build_plans<T>(rois, levels, lw->items, ring_rows, &lw->plans, failed);
   try {
-    if (*ring_bytes && !failed->load()) ring->reset(*ring_bytes);
+    if (lw->ring_bytes && !failed->load()) ring->reset(lw->ring_bytes);
   } catch (const std::bad_alloc&) {
     failed->store(true);
   }
@@ -674,63 +710,51 @@ void backward_block(const Level<T>& L, const Window& w, const std::vector<RowSpa
 // channel) each.
 template <typename T>
 void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) {
-  const size_t nl = levels.size();
-  std::vector<std::vector<Plan<T>>> plans(nl);
-  std::vector<std::pair<int, int64_t>> items, units;
-  std::vector<int> bb(nl, 0);  // block bytes of a blocked level, 0: direct
-  std::vector<Window> windows(nl);
-  std::vector<std::vector<RowSpan>> spans(nl);
+  LevelWork<T> lw(levels.size());
   int64_t max_bins = 1, work = 0;
-  for (size_t l = 0; l < nl; ++l) {
+  for (size_t l = 0; l < levels.size(); ++l) {
     const Level<T>& L = levels[l];
     if (L.n == 0 || c_out_of(L) == 0) continue;
-    plans[l].resize(L.n);
-    for (int64_t q = 0; q < L.n; ++q) items.emplace_back(static_cast<int>(l), q);
     const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
     max_bins = std::max(max_bins, bins);
-    if (use_blocked(L.N, L.H, L.W, L.n, L.p)) {
-      bb[l] = block_bytes(L.H, L.W);
-      spans[l].resize(L.n);
+    const bool blocked = use_blocked(L.N, L.H, L.W, L.n, L.p);
+    lw.add_level(static_cast<int>(l), L, blocked);
+    if (blocked) {
       // one unit per block when N is 0, for the rois of no image
-      const int64_t ncb = ceil_div(L.C, bb[l] / int64_t(sizeof(T)));
-      for (int64_t u = 0; u < std::max<int64_t>(L.N, 1) * ncb; ++u)
-        units.emplace_back(static_cast<int>(l), u);
+      lw.add_units(static_cast<int>(l), std::max<int64_t>(L.N, 1) * lw.blocks(l, L.C));
       work += L.N * L.C * L.H * L.W / 4 + L.n * L.C * bins * 16;
     } else {
-      for (int64_t u = 0; u < L.n * c_out_of(L); ++u) units.emplace_back(static_cast<int>(l), u);
+      lw.add_units(static_cast<int>(l), L.n * c_out_of(L));
       work += L.n * c_out_of(L) * bins * 16;
     }
   }
-  if (items.empty()) return;
+  if (lw.items.empty()) return;
   const int nt = threads_for(work, kWorkPerThread);
   std::atomic<bool> failed{false};
-  size_t ring_bytes = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     Scratch ring_buf;
-    prepare_levels<T>(rois, levels, items, bb, &spans, &plans, &windows, &ring_bytes,
-                      &ring_buf, &failed);
+    prepare_levels<T>(rois, levels, &lw, &ring_buf, &failed);
     const size_t tile_size = static_cast<size_t>(max_bins * kWideBytes / sizeof(T));
     std::unique_ptr<T[]> tile(new T[tile_size]), row(new T[tile_size]);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < static_cast<int64_t>(units.size()); ++t) {
+    for (int64_t t = 0; t < static_cast<int64_t>(lw.units.size()); ++t) {
       if (failed.load(std::memory_order_relaxed)) continue;
-      const int l = units[t].first;
+      const int l = lw.units[t].first;
       const Level<T>& L = levels[l];
       const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
-      const int64_t HW = L.H * L.W, u = units[t].second;
-      if (bb[l]) {
-        const int64_t ncb = ceil_div(L.C, bb[l] / int64_t(sizeof(T)));
-        if (bb[l] == kWideBytes)
-          forward_block<T, kWideBytes>(L, windows[l], spans[l], plans[l], u / ncb, u % ncb,
-                                       ring_buf.as<T>(), tile.get(), row.get(), out);
-        else
-          forward_block<T, kNarrowBytes>(L, windows[l], spans[l], plans[l], u / ncb, u % ncb,
-                                         ring_buf.as<T>(), tile.get(), row.get(), out);
+      const int64_t HW = L.H * L.W, u = lw.units[t].second;
+      if (lw.bb[l]) {
+        const int64_t ncb = lw.blocks(l, L.C);
+        with_block_bytes(lw.bb[l], [&](auto bytes) {
+          forward_block<T, decltype(bytes)::value>(L, lw.windows[l], lw.spans[l], lw.plans[l],
+                                                   u / ncb, u % ncb, ring_buf.as<T>(),
+                                                   tile.get(), row.get(), out);
+        });
       } else {
         const int64_t C_out = c_out_of(L), q = u / C_out, c = u % C_out;
         const bool ps = L.p.position_sensitive;
-        const Plan<T>& pl = plans[l][q];
+        const Plan<T>& pl = lw.plans[l][q];
         T* o = out + (row_of(L, q) * C_out + c) * bins;
         if (pl.batch < 0) {
           std::fill(o, o + bins, T(0));
@@ -747,7 +771,7 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
     }
     stream_fence();
   }
-  if (failed.load()) throw_plans_oom(items.size());
+  if (failed.load()) throw_plans_oom(lw.items.size());
 }
 
 // The gradient of every level (overwritten) in one parallel region: plans and windows, then
@@ -756,62 +780,51 @@ void forward_levels(const T* rois, const std::vector<Level<T>>& levels, T* out) 
 // on the threads.
 template <typename T>
 void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T>>& levels) {
-  const size_t nl = levels.size();
-  std::vector<std::vector<Plan<T>>> plans(nl);
-  std::vector<std::pair<int, int64_t>> items, units;
-  std::vector<int> bb(nl, 0);
-  std::vector<Window> windows(nl);
-  std::vector<std::vector<RowSpan>> spans(nl);
+  LevelWork<T> lw(levels.size());
   int64_t max_bins = 1, max_w = 1, work = 0;
-  for (size_t l = 0; l < nl; ++l) {
+  for (size_t l = 0; l < levels.size(); ++l) {
     const Level<T>& L = levels[l];
-    plans[l].resize(L.n);
-    for (int64_t q = 0; q < L.n; ++q) items.emplace_back(static_cast<int>(l), q);
     const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
-    if (L.n > 0 && use_blocked(L.N, L.H, L.W, L.n, L.p)) {
-      bb[l] = block_bytes(L.H, L.W);
-      spans[l].resize(L.n);
+    const bool blocked = L.n > 0 && use_blocked(L.N, L.H, L.W, L.n, L.p);
+    lw.add_level(static_cast<int>(l), L, blocked);
+    if (blocked) {
       max_bins = std::max(max_bins, bins);
       max_w = std::max(max_w, L.W);
-      const int64_t ncb = ceil_div(L.C, bb[l] / int64_t(sizeof(T)));
-      for (int64_t u = 0; u < L.N * ncb; ++u) units.emplace_back(static_cast<int>(l), u);
+      lw.add_units(static_cast<int>(l), L.N * lw.blocks(l, L.C));
     } else {
-      for (int64_t c = 0; c < c_out_of(L); ++c) units.emplace_back(static_cast<int>(l), c);
+      lw.add_units(static_cast<int>(l), c_out_of(L));  // zeroes the gradient without rois
     }
     work += L.N * L.C * L.H * L.W + L.n * L.C * bins * 16;
   }
   const int nt = threads_for(work, kWorkPerThread);
   std::atomic<bool> failed{false};
-  size_t ring_bytes = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     Scratch ring_buf;
-    prepare_levels<T>(rois, levels, items, bb, &spans, &plans, &windows, &ring_bytes,
-                      &ring_buf, &failed);
+    prepare_levels<T>(rois, levels, &lw, &ring_buf, &failed);
     std::unique_ptr<T[]> tile, row;
-    if (ring_bytes) {
+    if (lw.ring_bytes) {
       tile.reset(new T[static_cast<size_t>(max_bins * kWideBytes / sizeof(T))]);
       row.reset(new T[static_cast<size_t>(max_w * kWideBytes / sizeof(T))]);
     }
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < static_cast<int64_t>(units.size()); ++t) {
+    for (int64_t t = 0; t < static_cast<int64_t>(lw.units.size()); ++t) {
       if (failed.load(std::memory_order_relaxed)) continue;
-      const int l = units[t].first;
+      const int l = lw.units[t].first;
       const Level<T>& L = levels[l];
       const int64_t bins = static_cast<int64_t>(L.p.pooled_h) * L.p.pooled_w;
       const int64_t HW = L.H * L.W;
-      if (bb[l]) {
-        const int64_t ncb = ceil_div(L.C, bb[l] / int64_t(sizeof(T))), u = units[t].second;
-        if (bb[l] == kWideBytes)
-          backward_block<T, kWideBytes>(L, windows[l], spans[l], plans[l], u / ncb, u % ncb,
-                                        grad_out, ring_buf.as<T>(), tile.get(), row.get());
-        else
-          backward_block<T, kNarrowBytes>(L, windows[l], spans[l], plans[l], u / ncb, u % ncb,
-                                          grad_out, ring_buf.as<T>(), tile.get(), row.get());
+      if (lw.bb[l]) {
+        const int64_t ncb = lw.blocks(l, L.C), u = lw.units[t].second;
+        with_block_bytes(lw.bb[l], [&](auto bytes) {
+          backward_block<T, decltype(bytes)::value>(L, lw.windows[l], lw.spans[l],
+                                                    lw.plans[l], u / ncb, u % ncb, grad_out,
+                                                    ring_buf.as<T>(), tile.get(), row.get());
+        });
       } else {
         // output channel c owns input channel c (or c * bins .. c * bins + bins - 1 when
         // position sensitive) of every image: disjoint, rois in order
-        const int64_t c = units[t].second, C_out = c_out_of(L);
+        const int64_t c = lw.units[t].second, C_out = c_out_of(L);
         const bool ps = L.p.position_sensitive;
         const int64_t nin = ps ? bins : 1;
         for (int64_t n = 0; n < L.N; ++n) {
@@ -819,7 +832,7 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
           std::fill(g, g + nin * HW, T(0));
         }
         for (int64_t q = 0; q < L.n; ++q) {
-          const Plan<T>& pl = plans[l][q];
+          const Plan<T>& pl = lw.plans[l][q];
           if (pl.batch < 0) continue;
           const T* go = grad_out + (row_of(L, q) * C_out + c) * bins;
           for (int64_t b = 0; b < bins; ++b) {
@@ -833,7 +846,7 @@ void backward_levels(const T* grad_out, const T* rois, const std::vector<Level<T
     }
     stream_fence();
   }
-  if (failed.load()) throw_plans_oom(items.size());
+  if (failed.load()) throw_plans_oom(lw.items.size());
 }
 
 template void forward_levels<float>(const float*, const std::vector<Level<float>>&, float*);
