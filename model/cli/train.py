@@ -420,13 +420,11 @@ def _make_trainer(args, net, kv):
     """The optimizer over what GluonCV's train_faster_rcnn.py trains
     (``net.collect_train_params()``); every other parameter gets grad_req 'null', as there."""
     from mxnet import gluon
+    from ..training.step import select_train_params
     opt_args = {"learning_rate": args.lr, "wd": args.wd}
     if args.optimizer in ("sgd", "nag"):
         opt_args["momentum"] = args.momentum
-    net.collect_params().setattr("grad_req", "null")
-    train = net.collect_train_params()
-    train.setattr("grad_req", "write")
-    return gluon.Trainer(train, args.optimizer, opt_args, kvstore=kv)
+    return gluon.Trainer(select_train_params(net), args.optimizer, opt_args, kvstore=kv)
 
 
 def _resume(run, stem, resumed):

@@ -39,6 +39,16 @@ from ..modeling.fpn import FasterRCNNFPN, fpn_rpn_raw, level_anchor_args, pyrami
 from .targets import RPNTargetGenerator, rcnn_sample, rcnn_targets
 
 
+def select_train_params(net: Any) -> gluon.ParameterDict:
+    """What GluonCV's train_faster_rcnn.py does before training, on our models or on GluonCV's
+    (the same methods): grad_req 'null' on every parameter, then 'write' on
+    ``net.collect_train_params()``, which it returns (the Trainer's parameters)."""
+    net.collect_params().setattr("grad_req", "null")
+    train = net.collect_train_params()
+    train.setattr("grad_req", "write")
+    return train
+
+
 def _train_proposals(F, logits, deltas, anchors, im_hw, cfg):
     """The RPN's proposals with the training setting (no gradient), for either stage 1."""
     return F.frcnn_proposal(F.sigmoid(F.stop_gradient(logits)), F.stop_gradient(deltas),

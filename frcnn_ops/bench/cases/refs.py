@@ -188,14 +188,13 @@ def multilevel_fns(mx, backward=False):
 
 
 def train_params_only(net):
-    """What GluonCV's train_faster_rcnn.py does before training, on its net or on
-    frcnn_model's (the same method): grad_req 'null' everywhere, then 'write' on
-    ``net.collect_train_params()``; the stem, layer1 and BatchNorm get no gradient."""
+    """frcnn_model's ``select_train_params`` (GluonCV's train_faster_rcnn.py setup: only
+    ``net.collect_train_params()`` get a gradient) on its net or on GluonCV's."""
     import warnings
-    net.collect_params().setattr("grad_req", "null")
+    from frcnn_model.training.step import select_train_params
     with warnings.catch_warnings():  # GluonCV's selection lists its anchors, constants
         warnings.simplefilter("ignore")
-        net.collect_train_params().setattr("grad_req", "write")
+        select_train_params(net)
 
 
 def gluoncv_train_step(mx, net, x, gt, anchors):
